@@ -1,0 +1,64 @@
+# The two commands a new user runs:  make demo   and   make test
+# Both set up everything they need on a fresh Debian machine (venv, Python packages, Azurite
+# from npm, apt packages for the test servers) and skip what is already there.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Test servers on 127.0.0.1: Mosquitto (+openssl for its throwaway CA) for the real-SDK twin
+# tests; the GStreamer RTSP server stack for the camera tests.
+APT_PACKAGES := mosquitto openssl gstreamer1.0-tools gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 \
+	python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help demo test lint setup system-deps python-deps node-deps docs clean
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+demo: setup ## Set up, then run the modules locally on the bundled sample.
+	$(BIN)/graffiti-edge demo
+
+test: setup ## Set up, then lint and run the whole test suite with its real servers.
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: python-deps ## ruff only.
+	$(BIN)/ruff check .
+
+setup: python-deps node-deps system-deps
+
+python-deps: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+node-deps: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing apt packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+docs: python-deps ## Regenerate the settings reference and JSON Schemas in docs/.
+	$(BIN)/graffiti-edge config docs --write docs/configuration.md
+	for m in camera detector uploader; do \
+		$(BIN)/graffiti-edge config schema --module $$m > docs/schemas/$$m.schema.json; done
+
+clean: ## Remove the venv, node_modules and local data.
+	rm -rf $(VENV) node_modules data .pytest_cache .ruff_cache

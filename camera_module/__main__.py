@@ -1,0 +1,25 @@
+"""Entry point: `camera-module` or `python -m camera_module`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from edge_link.runtime import ModuleRuntime, Service, module_main
+
+DESCRIPTION = (
+    "Samples an RTSP camera, asks the detector about frames, and records clips of graffiti "
+    "sightings into the outbox."
+)
+
+
+def build(runtime: ModuleRuntime) -> list[Service]:
+    """The module's own services, started once its settings are in force."""
+    return []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return module_main("camera", DESCRIPTION, build, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,6 @@
+"""Settings shared by the three modules: validated models, their sources, and structured logs.
+
+Every module's behaviour is driven by one frozen settings object. It is rebuilt as a whole from
+its sources (defaults < YAML file < environment < twin desired properties) and swapped in only
+when the whole result validates, so a module never runs on a half-applied change.
+"""

@@ -1,0 +1,141 @@
+"""Settings of the camera module: one camera per module instance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from config.common import BackoffSettings, LoggingSettings
+from config.fields import Section, section, setting
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+Point = tuple[Unit, Unit]
+Polygon = Annotated[list[Point], Field(min_length=3, max_length=64)]
+
+
+class IdentitySettings(Section):
+    """Names that travel with every event and clip so operators know where a sighting was."""
+
+    train_id: str = setting(
+        "train-0001", "Train (or depot) the camera belongs to.", min_length=1, max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    )
+    camera_id: str = setting(
+        "cam-01", "Camera name, unique on the train.", min_length=1, max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    )
+
+
+class StreamSettings(Section):
+    """Where the video comes from and how hard to try when the camera misbehaves."""
+
+    detect_url: str = setting(
+        "rtsp://127.0.0.1:8554/camera",
+        "Stream sampled for detection: rtsp:// URL, or a video file path for tests and demos. "
+        "Often the camera's low-resolution sub-stream.",
+        min_length=1,
+    )
+    record_url: str | None = setting(
+        None, "Stream recorded into clips (the camera's main stream); empty means detect_url."
+    )
+    transport: Literal["tcp", "udp"] = setting(
+        "tcp", "RTSP transport. TCP survives lossy links without smeared frames."
+    )
+    open_timeout_s: float = setting(10.0, "Give up opening the stream after this.", unit="s",
+                                    gt=0, le=120)
+    read_timeout_s: float = setting(5.0, "Give up on one read after this, so a hung camera "
+                                    "cannot block the module.", unit="s", gt=0, le=120)
+    stall_timeout_s: float = setting(20.0, "No frame for this long counts as a stall and forces a "
+                                     "reconnect.", unit="s", gt=0, le=600)
+    reconnect: BackoffSettings = section(BackoffSettings, "Pacing of reconnect attempts.")
+    loop_file: bool = setting(False, "Loop a video file source (demo); ignored for rtsp://.")
+
+
+class SamplingSettings(Section):
+    """How often frames are asked about, and where the detector is."""
+
+    detect_fps: float = setting(5.0, "Frames per second sent to the detector. The newest frame "
+                                "wins; older ones are skipped, never queued.", unit="1/s",
+                                gt=0, le=30)
+    detector_url: str = setting(
+        "http://127.0.0.1:8080", "Base URL of the detector module's Web API.", min_length=1,
+    )
+    request_timeout_s: float = setting(2.0, "Timeout of one /score request.", unit="s", gt=0,
+                                       le=60)
+    jpeg_quality: int = setting(85, "JPEG quality of frames sent to the detector.", ge=30, le=100)
+
+
+class TriggerSettings(Section):
+    """When detections become an event. All of these apply live from the twin."""
+
+    labels: list[str] = setting(
+        ["graffiti"], "Classes of interest; detections of other labels are ignored. Empty means "
+        "every label.",
+    )
+    min_score: float = setting(0.5, "Lowest score for a single detection to count.", ge=0, le=1)
+    label_min_score: dict[str, Annotated[float, Field(ge=0, le=1)]] = setting(
+        {}, "Per-label override of min_score, e.g. {graffiti: 0.6}.",
+    )
+    confirm_mode: Literal["n_of_m", "median"] = setting(
+        "n_of_m", "Rule over the last confirm_window samples that starts an event: `n_of_m` "
+        "needs confirm_hits samples with a qualifying detection; `median` needs the median of "
+        "the best scores to reach confirm_median_score.",
+    )
+    confirm_window: int = setting(5, "Samples considered by the confirmation rule.", ge=1, le=100)
+    confirm_hits: int = setting(3, "Samples with a detection needed (n_of_m).", ge=1, le=100)
+    confirm_median_score: float = setting(0.5, "Median score needed (median).", ge=0, le=1)
+    min_box_area: float = setting(0.0005, "Smallest box that counts, as a fraction of the frame.",
+                                  unit="fraction", ge=0, le=1)
+    max_box_area: float = setting(1.0, "Largest box that counts, as a fraction of the frame.",
+                                  unit="fraction", ge=0, le=1)
+    include_zones: list[Polygon] = setting(
+        [], "Normalised polygons [[x, y], ...]; when any is given, a box counts only if its "
+        "centre lies inside one.",
+    )
+    exclude_zones: list[Polygon] = setting(
+        [], "Normalised polygons; a box whose centre lies inside one never counts.",
+    )
+    cooldown_s: float = setting(30.0, "After an event ends, no new event starts for this long "
+                                "(a parked tag must not yield a clip every few seconds).",
+                                unit="s", ge=0, le=86400)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TriggerSettings:
+        if self.confirm_hits > self.confirm_window:
+            raise ValueError(f"confirm_hits ({self.confirm_hits}) cannot exceed confirm_window "
+                             f"({self.confirm_window})")
+        if self.min_box_area > self.max_box_area:
+            raise ValueError(f"min_box_area ({self.min_box_area}) cannot exceed max_box_area "
+                             f"({self.max_box_area})")
+        return self
+
+
+class RecordingSettings(Section):
+    """What a clip covers and where it is written."""
+
+    enabled: bool = setting(True, "Write clips for events. Off still sends event messages.")
+    pre_roll_s: float = setting(5.0, "Video kept before the first confirmed detection.", unit="s",
+                                ge=0, le=60)
+    post_roll_s: float = setting(5.0, "The event ends this long after its last confirmation.",
+                                 unit="s", ge=0, le=300)
+    max_clip_s: float = setting(60.0, "A longer event is split into parts of at most this "
+                                "length, sharing the event id.", unit="s", ge=5, le=3600)
+    on_demand_max_s: float = setting(120.0, "Longest clip the `record` direct method may ask for.",
+                                     unit="s", gt=0, le=3600)
+    outbox_dir: Path = setting(
+        Path("data/outbox"), "Folder shared with the uploader; finished clips appear here "
+        "atomically. Relative paths are relative to the working directory.", restart=True,
+    )
+
+
+class CameraSettings(Section):
+    """Everything the camera module reads from its twin."""
+
+    identity: IdentitySettings = section(IdentitySettings, "Train and camera names.")
+    stream: StreamSettings = section(StreamSettings, "Video source.")
+    sampling: SamplingSettings = section(SamplingSettings, "Sampling and the detector.")
+    trigger: TriggerSettings = section(TriggerSettings, "Event trigger thresholds.")
+    recording: RecordingSettings = section(RecordingSettings, "Clip recording.")
+    logging: LoggingSettings = section(LoggingSettings, "Log output.")

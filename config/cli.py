@@ -1,0 +1,182 @@
+"""``graffiti-edge``: the umbrella command for local use.
+
+Sub-command groups live with the code they drive; this file only wires them together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from config.errors import FieldError, SettingsRejected, errors_from_validation
+from config.layers import line_of, load_yaml_file
+from config.logs import setup_logging
+from config.registry import MODULES, module_spec
+
+
+def check_file(path: Path, module: str) -> list[FieldError]:
+    """Every problem in a settings file, each with its line where YAML knows it."""
+    model = module_spec(module).settings
+    try:
+        doc, node = load_yaml_file(path)
+    except SettingsRejected as exc:
+        return exc.errors
+    try:
+        model.model_validate(doc)
+    except ValidationError as exc:
+        return [
+            FieldError(e.path, e.reason, e.value, source=str(path), line=line_of(node, e.path))
+            for e in errors_from_validation(exc, model)
+        ]
+    return []
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    errors = sorted(check_file(args.file, args.module), key=lambda e: (e.line or 0, e.path))
+    for err in errors:
+        sys.stdout.write(f"{err}\n")
+    if errors:
+        sys.stdout.write(f"{args.file}: {len(errors)} error(s) for the {args.module} module\n")
+        return 1
+    sys.stdout.write(f"{args.file}: valid settings for the {args.module} module\n")
+    return 0
+
+
+def _config_schema(args: argparse.Namespace) -> int:
+    spec = module_spec(args.module)
+    schema = spec.settings.model_json_schema()
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema,
+              "title": f"graffiti-edge {spec.name} module settings"}
+    sys.stdout.write(json.dumps(schema, indent=2) + "\n")
+    return 0
+
+
+def _config_docs(args: argparse.Namespace) -> int:
+    from config.reference import replace_reference, settings_reference
+
+    if args.write is None:
+        sys.stdout.write(settings_reference() + "\n")
+        return 0
+    args.write.write_text(replace_reference(args.write.read_text()))
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from edge_link.local_demo import run_up
+
+    return run_up(args.modules, config_dir=args.config_dir, data_root=args.data_dir,
+                  duration_s=args.duration)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from edge_link.local_demo import run_demo
+
+    return run_demo(config_dir=args.config_dir, data_root=args.data_dir)
+
+
+def _method(args: argparse.Namespace) -> int:
+    from edge_link.local import invoke_local_method
+
+    try:
+        payload = json.loads(args.payload) if args.payload else None
+    except ValueError as exc:
+        sys.stderr.write(f"--payload is not JSON: {exc}\n")
+        return 2
+    data_dir = args.data_dir or Path("data") / args.module
+    try:
+        status, result = invoke_local_method(data_dir, args.name, payload, args.timeout)
+    except (FileNotFoundError, TimeoutError) as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 1
+    sys.stdout.write(json.dumps({"status": status, "payload": result}, indent=2) + "\n")
+    return 0 if 200 <= status < 300 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="graffiti-edge",
+        description="Local tools for the graffiti detection modules: check settings files, "
+        "print their JSON Schema, call a running module's direct methods.",
+    )
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    config = groups.add_parser("config", help="Check settings files and print their schema.",
+                               description="Check settings files and print their schema.")
+    config_cmds = config.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    check = config_cmds.add_parser(
+        "check", help="Validate a YAML settings file; exit 1 naming every error.",
+        description="Validate a YAML settings (or local twin) file against a module's settings "
+        "model. Prints every error with file, line, field path and reason; exits 1 if any.",
+    )
+    check.add_argument("file", type=Path, help="YAML file to check.")
+    check.add_argument("--module", required=True, choices=sorted(MODULES))
+    check.set_defaults(func=_config_check)
+    schema = config_cmds.add_parser(
+        "schema", help="Print a module's settings as JSON Schema.",
+        description="Print the JSON Schema of a module's settings (for editor completion, "
+        "e.g. the YAML language server's `# yaml-language-server: $schema=` comment).",
+    )
+    schema.add_argument("--module", required=True, choices=sorted(MODULES))
+    schema.set_defaults(func=_config_schema)
+
+    docs = config_cmds.add_parser(
+        "docs", help="Print (or rewrite in a Markdown file) the settings reference.",
+        description="Print the settings reference generated from the models, or replace the "
+        "generated section of a Markdown file with it (--write docs/configuration.md).",
+    )
+    docs.add_argument("--write", type=Path, metavar="FILE", help="Markdown file to update.")
+    docs.set_defaults(func=_config_docs)
+
+    module_names = ["detector", "uploader", "camera"]
+    up = groups.add_parser(
+        "up", help="Run the modules locally as processes until Ctrl-C.",
+        description="The local stand-in for the IoT Edge runtime: start each module as its own "
+        "process in local mode, with config/<module>.yaml as its twin (edit it to change "
+        "settings live) and data/<module>/ for outputs and reported properties; stop them all "
+        "on Ctrl-C or after --duration.",
+    )
+    up.add_argument("modules", nargs="*", choices=[[], *module_names], default=module_names,
+                    metavar="MODULE", help=f"Modules to run (default: {' '.join(module_names)}).")
+    up.add_argument("--duration", type=float, help="Stop after this many seconds.")
+    demo = groups.add_parser(
+        "demo", help="Show the modules running locally with a live settings change.",
+        description="Start the three modules locally, change a threshold in the camera's twin "
+        "file and show it applied live, call a direct method, then stop everything.",
+    )
+    for sub in (up, demo):
+        sub.add_argument("--config-dir", type=Path, default=Path("config"),
+                         help="Folder with <module>.yaml twin files (default config).")
+        sub.add_argument("--data-dir", type=Path, default=Path("data"),
+                         help="Folder for module data and logs (default data).")
+    up.set_defaults(func=_up)
+    demo.set_defaults(func=_demo)
+
+    method = groups.add_parser(
+        "method", help="Call a direct method on a module running locally.",
+        description="Call a direct method on a module running in local mode (the stand-in for "
+        "IoT Hub's direct methods), e.g. `graffiti-edge method --module camera ping`.",
+    )
+    method.add_argument("name", help="Method name, e.g. ping.")
+    method.add_argument("--module", required=True, choices=sorted(MODULES))
+    method.add_argument("--payload", help="JSON payload.")
+    method.add_argument("--data-dir", type=Path,
+                        help="The module's --data-dir (default data/<module>).")
+    method.add_argument("--timeout", type=float, default=30.0, help="Seconds to wait.")
+    method.set_defaults(func=_method)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging("cli", level=logging.getLevelName(logging.WARNING))
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""Settings of the detector module: inference, its Web API, events and the model to run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
+
+from config.common import BackoffSettings, LoggingSettings
+from config.fields import Section, section, setting
+
+_DEVICE = re.compile(r"^(CPU|GPU(\.\d+)?|NPU|(AUTO|MULTI|HETERO):[A-Z0-9.,]+|AUTO)$")
+
+
+class ServerSettings(Section):
+    """The Web API (POST an image, get detections) and its limits."""
+
+    host: str = setting("0.0.0.0", "Address to listen on.", restart=True)
+    port: int = setting(8080, "TCP port to listen on.", restart=True, ge=1, le=65535)
+    max_body_mb: float = setting(8.0, "Largest request body; larger gets 413.", unit="MB", gt=0,
+                                 le=256)
+    max_pixels: int = setting(40_000_000, "Largest decoded image (width x height); larger gets "
+                              "413 before decoding, so a decompression bomb cannot exhaust "
+                              "memory.", unit="px", ge=1, le=500_000_000)
+    max_concurrent: int = setting(2, "Inferences run at once; more wait.", ge=1, le=64)
+    queue_wait_s: float = setting(1.0, "How long an excess request waits for a slot before 503 "
+                                  "with Retry-After.", unit="s", ge=0, le=60)
+
+
+class InferenceSettings(Section):
+    """Where and how the model runs. A change reloads the session without dropping requests."""
+
+    device: str = setting(
+        "CPU", "OpenVINO device: CPU, GPU, GPU.N, NPU or AUTO[:list]. Falls back to the plain "
+        "CPU provider when OpenVINO cannot take the model or device.",
+    )
+    precision: Literal["default", "FP32", "FP16", "ACCURACY"] = setting(
+        "default", "OpenVINO precision hint; `default` lets the device choose.",
+    )
+    num_threads: int = setting(0, "Inference threads; 0 lets the runtime choose.", ge=0, le=256)
+    cache_dir: Path | None = setting(
+        Path("data/ov_cache"), "Folder for compiled models, so a restart does not recompile. "
+        "Empty disables the cache.",
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"unknown device {value!r}: use CPU, GPU, GPU.N, NPU or AUTO[:list]")
+        return value
+
+
+class ThresholdSettings(Section):
+    """Post-processing of the model's raw output."""
+
+    min_score: float = setting(0.5, "Lowest score returned.", ge=0, le=1)
+    label_min_score: dict[str, Annotated[float, Field(ge=0, le=1)]] = setting(
+        {}, "Per-label override of min_score.",
+    )
+    nms_iou: float = setting(0.45, "Overlap above which the weaker of two boxes of one label is "
+                             "dropped.", ge=0, le=1)
+    labels: list[str] = setting([], "Classes of interest; empty returns every label.")
+    max_detections: int = setting(100, "Most detections returned per image.", ge=1, le=1000)
+
+
+class EventSettings(Section):
+    """Detection messages to the `detections` output."""
+
+    enabled: bool = setting(True, "Send detections above the thresholds to output `detections`.")
+    rate_limit_s: float = setting(10.0, "At most one message per camera per this interval, so a "
+                                  "parked tagged carriage does not flood IoT Hub.", unit="s",
+                                  ge=0, le=86400)
+
+
+class DesiredModel(Section):
+    """The model the twin asks for. The seed's keys FileName, DownloadUrl and ContentMD5 work."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, coerce_numbers_to_str=True
+    )
+
+    version: str | None = setting(None, "Version to run; a version already in the repository "
+                                  "is switched to without downloading.", max_length=64)
+    url: str | None = Field(
+        None, description="http(s):// or file:// URL of the model package zip. Its SAS query "
+        "string is never logged.", validation_alias=AliasChoices("url", "DownloadUrl"),
+    )
+    content_md5: str | None = Field(
+        None, description="Base64 of the zip's MD5 digest, as Azure Storage writes ContentMD5.",
+        validation_alias=AliasChoices("content_md5", "ContentMD5"),
+    )
+    sha256: str | None = setting(None, "Hex SHA-256 of the zip.", pattern=r"^[0-9a-fA-F]{64}$")
+    file_name: str | None = Field(
+        None, description="File name of the zip; may carry the version, e.g. graffiti-1.1.zip.",
+        validation_alias=AliasChoices("file_name", "FileName"),
+    )
+
+    @model_validator(mode="after")
+    def _url_scheme(self) -> DesiredModel:
+        if self.url is not None and not self.url.startswith(("http://", "https://", "file://")):
+            raise ValueError("url must start with http://, https:// or file://")
+        return self
+
+
+class ModelRepositorySettings(Section):
+    """The local model store on the module's volume, and how packages are fetched into it."""
+
+    dir: Path = setting(Path("data/models"), "Root of models/<name>/<version>/.", restart=True)
+    keep_versions: int = setting(3, "Versions kept per model name; the active one is never "
+                                 "pruned.", ge=1, le=50)
+    allow_unverified: bool = setting(False, "Accept a package whose twin entry has no checksum.")
+    connect_timeout_s: float = setting(10.0, "Download connect timeout.", unit="s", gt=0, le=300)
+    read_timeout_s: float = setting(30.0, "Download read timeout.", unit="s", gt=0, le=600)
+    bandwidth_kbps: float = setting(0.0, "Download cap so the model does not starve the camera "
+                                    "uplink; 0 is uncapped.", unit="kB/s", ge=0)
+    retry: BackoffSettings = section(BackoffSettings, "Pacing of download retries.")
+    max_package_mb: float = setting(512.0, "Largest unpacked package.", unit="MB", gt=0)
+
+
+class DetectorSettings(Section):
+    """Everything the detector module reads from its twin."""
+
+    server: ServerSettings = section(ServerSettings, "Web API.")
+    inference: InferenceSettings = section(InferenceSettings, "Inference device and threads.")
+    thresholds: ThresholdSettings = section(ThresholdSettings, "Post-processing.")
+    events: EventSettings = section(EventSettings, "Detection messages.")
+    model: DesiredModel = section(DesiredModel, "Model requested through the twin.")
+    model_repository: ModelRepositorySettings = section(ModelRepositorySettings,
+                                                         "Local model repository.")
+    logging: LoggingSettings = section(LoggingSettings, "Log output.")

@@ -1,0 +1,129 @@
+"""Structured logs: one line per event with the ids that matter, secrets redacted.
+
+Every line is ``<time> <level> <module> <event> key=value ...`` (or one JSON object with the
+same fields), so a log shipper or a grep finds an event id across all three modules. Redaction
+runs on the final text, tracebacks included, so a secret in an exception message is caught too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+_SECRETS = [
+    re.compile(r"(SharedAccessKey=)[^;\s\"']+", re.IGNORECASE),
+    re.compile(r"(AccountKey=)[^;\s\"']+", re.IGNORECASE),
+    re.compile(r"([?&]sig=)[^&\s\"']+", re.IGNORECASE),
+    re.compile(r"(SharedAccessSignature=)[^;\s\"']+", re.IGNORECASE),
+    re.compile(r"(SharedAccessSignature )[^;\s\"']+", re.IGNORECASE),
+]
+REDACTED = "***"
+
+
+def redact(text: str) -> str:
+    """The text with connection-string keys and SAS signatures replaced by ``***``."""
+    for pattern in _SECRETS:
+        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+    return text
+
+
+def redact_value(value: Any) -> Any:
+    """Redact strings inside a JSON-like value (for reported properties and messages)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    return value
+
+
+def event(logger: logging.Logger, level: int, name: str, **fields: Any) -> None:
+    """Log one event line: a dotted event name plus key=value fields."""
+    if logger.isEnabledFor(level):
+        logger.log(level, name, extra={"fields": fields})
+
+
+def _kv(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if text == "" or any(c in text for c in ' "='):
+        return json.dumps(text)
+    return text
+
+
+class _Context(logging.Filter):
+    """Adds the module name and its ids (device, train, camera) to every record."""
+
+    def __init__(self, module: str, ids: dict[str, str]) -> None:
+        super().__init__()
+        self.module = module
+        self.ids = ids
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.module_name = self.module
+        record.ids = self.ids
+        return True
+
+
+class KeyValueFormatter(logging.Formatter):
+    """``2026-11-21T10:00:00.123Z INFO camera settings.applied version=3 device=train-1``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        fields = {**getattr(record, "fields", {}), **getattr(record, "ids", {})}
+        parts = [f"{stamp[:-3]}Z", record.levelname, getattr(record, "module_name", "-"),
+                 record.getMessage()]
+        parts += [f"{k}={_kv(v)}" for k, v in fields.items() if v is not None]
+        if record.name and not record.name.startswith(("config", "edge_link", "camera_module",
+                                                       "detector_module", "uploader_module")):
+            parts.append(f"logger={record.name}")
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return redact(line)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line with ts, level, module, event and the fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "module": getattr(record, "module_name", None),
+            "event": record.getMessage(),
+            "logger": record.name,
+            **getattr(record, "ids", {}),
+            **getattr(record, "fields", {}),
+        }
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return redact(json.dumps(doc, default=str))
+
+
+def setup_logging(module: str, *, level: str = "INFO", fmt: str = "kv",
+                  ids: dict[str, str] | None = None) -> None:
+    """Send every log record of the process to stderr in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())
+    handler.addFilter(_Context(module, dict(ids or {})))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # The SDK and its MQTT layer are chatty at INFO; their warnings still show.
+    for noisy in ("azure", "paho", "urllib3", "watchdog"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def apply_logging_settings(level: str, fmt: str) -> None:
+    """Change level and format live (the logging section applies without restart)."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in root.handlers:
+        handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter())

@@ -1,0 +1,63 @@
+"""Settings of the uploader module: the outbox and the blob endpoint it drains into."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+
+from config.common import BackoffSettings, LoggingSettings
+from config.fields import Section, section, setting
+
+
+class UploadSettings(Section):
+    """The blob endpoint: Blob Storage on IoT Edge on a train, Azurite in tests."""
+
+    connection_string: SecretStr | None = setting(
+        None, "Storage connection string; set it through the environment "
+        "(UPLOADER_UPLOAD__CONNECTION_STRING) or the twin. Redacted wherever it is shown.",
+    )
+    container: str = setting(
+        "graffiti-clips", "Container the clips go to; created when missing.",
+        min_length=3, max_length=63, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
+    )
+    api_version: str = setting(
+        "2019-07-07", "Storage API version. Blob Storage on IoT Edge refuses newer ones.",
+        pattern=r"^\d{4}-\d{2}-\d{2}$",
+    )
+    block_size_mb: float = setting(4.0, "Block size for staged uploads of large clips.",
+                                   unit="MB", gt=0, le=100)
+    max_concurrency: int = setting(2, "Clips uploaded at once.", ge=1, le=16)
+    bandwidth_kbps: float = setting(0.0, "Upload cap; the train's uplink is shared. 0 is uncapped.",
+                                    unit="kB/s", ge=0)
+    timeout_s: float = setting(60.0, "Timeout of one storage request.", unit="s", gt=0, le=600)
+    retry: BackoffSettings = section(BackoffSettings, "Pacing of retries while the endpoint "
+                                     "is down.")
+    auth_retry_s: float = setting(600.0, "Wait between attempts while credentials are refused.",
+                                  unit="s", gt=0, le=86400)
+    keep_uploaded_hours: float = setting(0.0, "Keep local files this long after their blob is "
+                                         "confirmed; 0 deletes at once.", unit="h", ge=0)
+
+
+class OutboxSettings(Section):
+    """The local folder of finished clips, shared with the camera module."""
+
+    dir: Path = setting(Path("data/outbox"), "Folder watched for finished clips.", restart=True)
+    quota_mb: float = setting(2048.0, "Most disk the outbox may use; beyond it clips are evicted "
+                              "with an alert.", unit="MB", gt=0)
+    eviction: Literal["oldest", "lowest_score"] = setting(
+        "oldest", "Which clip goes first when the quota is exceeded.",
+    )
+    scan_interval_s: float = setting(30.0, "Full rescan interval, besides file-system events.",
+                                     unit="s", gt=0, le=3600)
+    incomplete_grace_s: float = setting(600.0, "A clip without its sidecar for this long is "
+                                        "reported as an incomplete leftover.", unit="s", gt=0)
+
+
+class UploaderSettings(Section):
+    """Everything the uploader module reads from its twin."""
+
+    upload: UploadSettings = section(UploadSettings, "Blob endpoint.")
+    outbox: OutboxSettings = section(OutboxSettings, "Outbox folder.")
+    logging: LoggingSettings = section(LoggingSettings, "Log output.")

@@ -1,0 +1,230 @@
+"""What every module does around its own job: settings, the link, methods, reports, signals.
+
+A module builds a :class:`ModuleRuntime`, starts it (which loads settings and waits briefly for
+the twin), wires its own components to ``runtime.settings`` and ``runtime.subscribe``, and
+runs until SIGTERM. Offline at start is normal on a train: after ``twin_wait_s`` the module
+goes on with its last good settings and applies the twin whenever the link comes up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Protocol
+
+from config.errors import FieldError, SettingsRejected
+from config.layers import env_layer, load_yaml_file
+from config.logs import apply_logging_settings, event, setup_logging
+from config.registry import ModuleSpec, module_spec
+from config.store import Listener, SettingsStore
+from edge_link.base import EdgeLink, LinkHandlers
+from edge_link.factory import open_link
+
+log = logging.getLogger(__name__)
+
+MethodHandler = Callable[[Any], tuple[int, Any]]
+InputHandler = Callable[[Any], None]
+
+
+def package_version() -> str:
+    try:
+        return version("graffiti-edge")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Process options (not settings): where files are, how long to wait for the twin."""
+
+    config_file: Path | None
+    data_dir: Path
+    twin_wait_s: float = 10.0
+
+
+class ModuleRuntime:
+    """Settings in force, the link, direct methods and reported properties for one module."""
+
+    def __init__(self, spec: ModuleSpec, options: RuntimeOptions, *,
+                 environ: Mapping[str, str] | None = None, link: EdgeLink | None = None) -> None:
+        environ = os.environ if environ is None else environ
+        self.spec = spec
+        self.options = options
+        self.link = link or open_link(f"{spec.name}_module", data_dir=options.data_dir,
+                                      twin_file=options.config_file, environ=environ)
+        file_layer: dict[str, Any] = {}
+        if self.link.kind != "local" and options.config_file is not None:
+            file_layer, _ = load_yaml_file(options.config_file)
+        self.store: SettingsStore[Any] = SettingsStore(
+            spec.settings,
+            file_layer=file_layer,
+            env_layer=env_layer(spec.env_prefix, environ),
+            file_source=str(options.config_file or "file"),
+            last_good_path=options.data_dir / "state" / "settings.last_good.json",
+        )
+        self._methods: dict[str, MethodHandler] = {"ping": self._ping}
+        self._inputs: dict[str, InputHandler] = {}
+        self._first_twin = threading.Event()
+        self._stopping = threading.Event()
+        self._started_at = datetime.now(UTC)
+
+    @property
+    def settings(self) -> Any:
+        """The settings in force (immutable; read it again to see later changes)."""
+        return self.store.current
+
+    def subscribe(self, listener: Listener) -> None:
+        """Be told ``(old, new, changed_paths)`` after every applied settings change."""
+        self.store.subscribe(listener)
+
+    def register_method(self, name: str, handler: MethodHandler) -> None:
+        self._methods[name] = handler
+
+    def register_input(self, name: str, handler: InputHandler) -> None:
+        self._inputs[name] = handler
+
+    def start(self) -> None:
+        """Connect (or not), apply the twin, and report what is in force."""
+        self.store.subscribe(self._on_change)
+        self.link.start(LinkHandlers(on_twin=self._on_twin, on_patch=self._on_patch,
+                                     on_method=self._on_method, on_input=self._on_input,
+                                     on_source_error=self._on_source_error))
+        if not self._first_twin.wait(self.options.twin_wait_s):
+            event(log, logging.WARNING, "settings.twin_unavailable",
+                  waited_s=self.options.twin_wait_s, action="running on last good settings")
+            self.store.restore_last_good()
+            self._report_settings()
+        self.store.mark_started()
+        self.link.report({"module": {"name": self.spec.name, "version": package_version(),
+                                     "link": self.link.kind,
+                                     "startedAt": self._started_at.isoformat()}})
+        event(log, logging.INFO, "module.started", link=self.link.kind,
+              device=self.link.identity.device_id, module_id=self.link.identity.module_id)
+
+    def send(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
+        """Send a JSON message to an output; the body is stamped with device and module."""
+        stamped = {"deviceId": self.link.identity.device_id,
+                   "moduleId": self.link.identity.module_id, **body}
+        self.link.send(output, msg_type, stamped)
+
+    def report(self, section: str, value: Any) -> None:
+        """Merge one section of this module's reported properties."""
+        self.link.report({section: value})
+
+    def run_until_signalled(self) -> None:
+        """Block until SIGTERM or SIGINT (IoT Edge stops modules with SIGTERM)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self._stopping.set())
+        while not self._stopping.wait(1.0):
+            pass
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.link.stop()
+        event(log, logging.INFO, "module.stopped")
+
+    def _report_settings(self) -> None:
+        self.link.report({"settings": self.store.report()})
+
+    def _on_twin(self, desired: dict[str, Any]) -> None:
+        self.store.replace_twin(desired)
+        self._first_twin.set()
+        self._report_settings()
+
+    def _on_patch(self, patch: dict[str, Any]) -> None:
+        self.store.apply_patch(patch)
+        self._report_settings()
+
+    def _on_source_error(self, errors: list[FieldError]) -> None:
+        self.store.record_rejection(errors)
+        self._report_settings()
+
+    def _on_change(self, old: Any, new: Any, changed: tuple[str, ...]) -> None:
+        if any(p.startswith("logging.") for p in changed):
+            apply_logging_settings(new.logging.level, new.logging.format)
+
+    def _on_method(self, name: str, payload: Any) -> tuple[int, Any]:
+        handler = self._methods.get(name)
+        if handler is None:
+            return 404, {"error": f"unknown method {name!r}; known: {sorted(self._methods)}"}
+        event(log, logging.INFO, "method.called", method=name)
+        return handler(payload)
+
+    def _on_input(self, name: str, body: Any) -> None:
+        handler = self._inputs.get(name)
+        if handler is None:
+            event(log, logging.WARNING, "input.unrouted", input=name)
+            return
+        handler(body)
+
+    def _ping(self, payload: Any) -> tuple[int, Any]:
+        uptime = (datetime.now(UTC) - self._started_at).total_seconds()
+        return 200, {"module": self.spec.name, "version": package_version(),
+                     "uptime_s": round(uptime, 1), "echo": payload}
+
+
+class Service(Protocol):
+    """A module's own job, started after the runtime and stopped before it."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def module_main(name: str, description: str, build: Callable[[ModuleRuntime], list[Service]],
+                argv: Sequence[str] | None = None) -> int:
+    """The shared entry point of the three modules (``python -m <module>``)."""
+    spec = module_spec(name)
+    prefix = spec.env_prefix
+    parser = argparse.ArgumentParser(
+        prog=f"{name}-module", description=description,
+        epilog=f"Settings come from defaults < --config YAML (on IoT Edge) < {prefix}<SECTION>__"
+        "<FIELD> environment variables < the module twin. Locally (no IOTEDGE_* variables) the "
+        "--config file stands in for the twin's desired properties and is watched for edits. "
+        f"See `graffiti-edge config schema --module {name}` and docs/configuration.md.",
+    )
+    parser.add_argument("--config", type=Path, default=os.environ.get(f"{prefix}CONFIG"),
+                        help=f"YAML settings / local twin file (env {prefix}CONFIG).")
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get(f"{prefix}DATA_DIR", f"data/{name}")),
+                        help="Folder for local outputs, reported properties and state "
+                        f"(env {prefix}DATA_DIR; default data/{name}).")
+    parser.add_argument("--twin-wait", type=float, default=10.0, metavar="SECONDS",
+                        help="How long to wait for the twin at start before running on the "
+                        "last good settings (default 10).")
+    args = parser.parse_args(argv)
+    setup_logging(name)
+    options = RuntimeOptions(config_file=args.config, data_dir=args.data_dir,
+                             twin_wait_s=args.twin_wait)
+    try:
+        runtime = ModuleRuntime(spec, options)
+        runtime.start()
+    except SettingsRejected as exc:
+        for err in exc.errors:
+            event(log, logging.ERROR, "settings.invalid_at_start", error=str(err))
+        return 2
+    settings = runtime.settings
+    ids = {"device": runtime.link.identity.device_id}
+    identity = getattr(settings, "identity", None)
+    if identity is not None:
+        ids |= {"train": identity.train_id, "camera": identity.camera_id}
+    setup_logging(name, level=settings.logging.level, fmt=settings.logging.format, ids=ids)
+    services = build(runtime)
+    for service in services:
+        service.start()
+    try:
+        runtime.run_until_signalled()
+    finally:
+        for service in reversed(services):
+            service.stop()
+        runtime.stop()
+    return 0
+

@@ -1,0 +1,1 @@
+"""Test-side stand-ins for the real servers' peers (an IoT Hub responder on Mosquitto)."""

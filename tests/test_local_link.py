@@ -1,0 +1,97 @@
+"""The local stand-in: a watched YAML twin, JSON-lines outputs, file-based direct methods."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from config.registry import module_spec
+from edge_link.local import invoke_local_method
+from edge_link.runtime import ModuleRuntime, RuntimeOptions
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+@pytest.fixture
+def twin_file(tmp_path: Path) -> Path:
+    path = tmp_path / "camera.yaml"
+    path.write_text("trigger:\n  min_score: 0.6\nsampling:\n  detect_fps: 4\n")
+    return path
+
+
+@pytest.fixture
+def runtime(twin_file: Path, data_dir: Path) -> Iterator[ModuleRuntime]:
+    rt = ModuleRuntime(module_spec("camera"), RuntimeOptions(twin_file, data_dir, twin_wait_s=2),
+                       environ={})
+    rt.start()
+    yield rt
+    rt.stop()
+
+
+def reported(data_dir: Path) -> dict:
+    return json.loads((data_dir / "reported.json").read_text())
+
+
+def test_file_is_the_twin_at_start(runtime: ModuleRuntime, data_dir: Path) -> None:
+    assert runtime.link.kind == "local"
+    assert runtime.settings.trigger.min_score == 0.6
+    assert reported(data_dir)["settings"]["inForce"]["sampling"]["detect_fps"] == 4
+
+
+def test_edit_applies_live_within_two_seconds(runtime: ModuleRuntime, twin_file: Path) -> None:
+    changes: list[tuple[str, ...]] = []
+    runtime.subscribe(lambda old, new, changed: changes.append(changed))
+    # An editor's save: write a temporary file, then rename it over the original.
+    tmp = twin_file.with_name(".camera.yaml.swp")
+    tmp.write_text("trigger:\n  min_score: 0.75\nsampling:\n  detect_fps: 4\n")
+    os.replace(tmp, twin_file)
+    assert wait_until(lambda: runtime.settings.trigger.min_score == 0.75, 2.0)
+    assert changes == [("trigger.min_score",)]
+    # Removing a key from the file falls back to the default, like a null in a twin patch.
+    twin_file.write_text("trigger:\n  min_score: 0.75\n")
+    assert wait_until(lambda: runtime.settings.sampling.detect_fps == 5.0, 2.0)
+
+
+def test_broken_yaml_keeps_last_good_and_is_reported(runtime: ModuleRuntime, twin_file: Path,
+                                                     data_dir: Path) -> None:
+    twin_file.write_text("trigger:\n  min_score: [0.9\n")
+    assert wait_until(lambda: reported(data_dir)["settings"]["status"] == "rejected", 2.0)
+    error = reported(data_dir)["settings"]["rejected"]["errors"][0]
+    assert "not valid YAML" in error["reason"] and error["line"] >= 2
+    assert runtime.settings.trigger.min_score == 0.6
+    twin_file.write_text("trigger:\n  min_score: 1.5\n")
+    assert wait_until(lambda: reported(data_dir)["settings"]["rejected"]["errors"][0]["path"]
+                      == "trigger.min_score", 2.0)
+    assert runtime.settings.trigger.min_score == 0.6
+    twin_file.write_text("trigger:\n  min_score: 0.55\n")
+    assert wait_until(lambda: runtime.settings.trigger.min_score == 0.55, 2.0)
+    assert reported(data_dir)["settings"]["status"] == "applied"
+
+
+def test_outputs_land_in_json_lines_files(runtime: ModuleRuntime, data_dir: Path) -> None:
+    runtime.send("events", "event_started", {"eventId": "ev-1"})
+    runtime.send("events", "clip_written", {"eventId": "ev-1", "bytes": 123})
+    lines = [json.loads(x) for x in (data_dir / "outputs" / "events.jsonl").read_text()
+             .splitlines()]
+    assert [(x["type"], x["body"]["eventId"]) for x in lines] == [
+        ("event_started", "ev-1"), ("clip_written", "ev-1")]
+    assert lines[0]["body"]["moduleId"] == "camera_module"
+
+
+def test_direct_method_through_the_methods_folder(runtime: ModuleRuntime, data_dir: Path) -> None:
+    runtime.register_method("record", lambda p: (202, {"seconds": p["seconds"]}))
+    assert invoke_local_method(data_dir, "record", {"seconds": 20}, 5) == (202, {"seconds": 20})
+    status, body = invoke_local_method(data_dir, "missing", None, 5)
+    assert status == 404 and "known" in body["error"]

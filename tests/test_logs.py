@@ -1,0 +1,44 @@
+"""Structured log lines and the redaction of secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from config.logs import JsonFormatter, KeyValueFormatter, event, redact, setup_logging
+
+SECRETS = [
+    ("HostName=h;DeviceId=d;ModuleId=m;SharedAccessKey=QUJDREVGRw==", "QUJDREVGRw=="),
+    ("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5a2V5a2V5==;",
+     "a2V5a2V5a2V5=="),
+    ("https://acct.blob.core.windows.net/m/x.zip?sv=2019-07-07&sr=b&sig=AbC%2Bdef%3D&se=1",
+     "AbC%2Bdef%3D"),
+    ("SharedAccessSignature sr=hub%2Fdevices%2Fd&sig=zzz&se=1", "zzz"),
+    ("BlobEndpoint=http://x;SharedAccessSignature=sv=2019&sig=qqq", "qqq"),
+]
+
+
+@pytest.mark.parametrize(("text", "secret"), SECRETS)
+def test_secrets_are_redacted(text: str, secret: str) -> None:
+    assert secret not in redact(text)
+    assert "***" in redact(text)
+
+
+def test_event_lines_carry_ids_and_hide_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("uploader", ids={"device": "train-7"})
+    log = logging.getLogger("uploader_module.test")
+    event(log, logging.INFO, "upload.failed", container="clips", error=SECRETS[1][0])
+    line = capsys.readouterr().err.strip()
+    assert " INFO uploader upload.failed container=clips " in line
+    assert "device=train-7" in line and SECRETS[1][1] not in line
+
+
+def test_json_format_is_one_object_per_line() -> None:
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "clip.quarantined", None, None)
+    record.fields = {"event_id": "ev-1", "reason": "sha256 mismatch"}  # type: ignore[attr-defined]
+    doc = json.loads(JsonFormatter().format(record))
+    assert doc["event"] == "clip.quarantined" and doc["event_id"] == "ev-1"
+    line = KeyValueFormatter().format(record)
+    assert 'reason="sha256 mismatch"' in line and "event_id=ev-1" in line

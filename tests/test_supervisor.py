@@ -1,0 +1,52 @@
+"""`graffiti-edge demo` and `up`: modules as processes, all ended afterwards."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edge_link.local_demo import run_demo, run_up
+from edge_link.supervisor import Supervisor
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_demo_changes_a_setting_live_and_leaves_no_process(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_demo(config_dir=ROOT / "config", data_root=tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "applied live, no restart" in out
+    assert "rejected: trigger.min_score = 7" in out
+    assert "still in force: trigger.min_score = 0.7" in out
+    assert "[5/5] stopped: detector exit 0, uploader exit 0, camera exit 0" in out
+
+
+def test_up_stops_every_module_after_duration(tmp_path: Path) -> None:
+    assert run_up(["uploader"], config_dir=ROOT / "config", data_root=tmp_path,
+                  duration_s=0.5) == 0
+    assert (tmp_path / "uploader" / "reported.json").exists()
+
+
+def test_supervisor_kills_a_module_that_ignores_sigterm(tmp_path: Path) -> None:
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    shutil.copy(ROOT / "config" / "uploader.yaml", twins / "uploader.yaml")
+    supervisor = Supervisor(["uploader"], config_dir=twins, data_root=tmp_path)
+    supervisor.start()
+    supervisor.wait_ready()
+    pid = supervisor.running[0].process.pid
+    os.kill(pid, 19)  # SIGSTOP: a hung module cannot handle SIGTERM
+    codes = supervisor.stop(grace_s=1.0)
+    assert codes == {"uploader": -9}
+    assert not _alive(pid)

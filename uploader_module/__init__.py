@@ -1,0 +1,4 @@
+"""The uploader module.
+
+Uploads finished clips from the outbox to Azure Blob Storage on IoT Edge, losing none while offline.
+"""

@@ -1,0 +1,25 @@
+"""Entry point: `uploader-module` or `python -m uploader_module`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from edge_link.runtime import ModuleRuntime, Service, module_main
+
+DESCRIPTION = (
+    "Uploads finished clips from the outbox to Azure Blob Storage on IoT Edge, losing none "
+    "while offline."
+)
+
+
+def build(runtime: ModuleRuntime) -> list[Service]:
+    """The module's own services, started once its settings are in force."""
+    return []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return module_main("uploader", DESCRIPTION, build, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
