@@ -58,6 +58,8 @@ def test_edit_applies_live_within_two_seconds(runtime: ModuleRuntime, twin_file:
     tmp.write_text("trigger:\n  min_score: 0.75\nsampling:\n  detect_fps: 4\n")
     os.replace(tmp, twin_file)
     assert wait_until(lambda: runtime.settings.trigger.min_score == 0.75, 2.0)
+    # Listeners run just after the new settings are swapped in.
+    assert wait_until(lambda: bool(changes), 1.0)
     assert changes == [("trigger.min_score",)]
     # Removing a key from the file falls back to the default, like a null in a twin patch.
     twin_file.write_text("trigger:\n  min_score: 0.75\n")
@@ -76,8 +78,8 @@ def test_broken_yaml_keeps_last_good_and_is_reported(runtime: ModuleRuntime, twi
                       == "trigger.min_score", 2.0)
     assert runtime.settings.trigger.min_score == 0.6
     twin_file.write_text("trigger:\n  min_score: 0.55\n")
-    assert wait_until(lambda: runtime.settings.trigger.min_score == 0.55, 2.0)
-    assert reported(data_dir)["settings"]["status"] == "applied"
+    assert wait_until(lambda: reported(data_dir)["settings"]["status"] == "applied", 2.0)
+    assert runtime.settings.trigger.min_score == 0.55
 
 
 def test_outputs_land_in_json_lines_files(runtime: ModuleRuntime, data_dir: Path) -> None:
