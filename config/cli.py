@@ -98,6 +98,13 @@ def _method(args: argparse.Namespace) -> int:
     return 0 if 200 <= status < 300 else 1
 
 
+def _module_name(value: str) -> str:
+    """argparse ``type`` for module names (``choices`` with ``nargs="*"`` rejects the default)."""
+    if value not in MODULES:
+        raise argparse.ArgumentTypeError(f"unknown module {value!r}; use {', '.join(MODULES)}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="graffiti-edge",
@@ -141,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         "settings live) and data/<module>/ for outputs and reported properties; stop them all "
         "on Ctrl-C or after --duration.",
     )
-    up.add_argument("modules", nargs="*", choices=[[], *module_names], default=module_names,
+    up.add_argument("modules", nargs="*", type=_module_name, default=module_names,
                     metavar="MODULE", help=f"Modules to run (default: {' '.join(module_names)}).")
     up.add_argument("--duration", type=float, help="Stop after this many seconds.")
     demo = groups.add_parser(

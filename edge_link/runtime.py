@@ -27,6 +27,7 @@ from config.registry import ModuleSpec, module_spec
 from config.store import Listener, SettingsStore
 from edge_link.base import EdgeLink, LinkHandlers
 from edge_link.factory import open_link
+from edge_link.outputs import MODULE_OUTPUTS
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,13 @@ class ModuleRuntime:
               device=self.link.identity.device_id, module_id=self.link.identity.module_id)
 
     def send(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
-        """Send a JSON message to an output; the body is stamped with device and module."""
+        """Send a JSON message to an output; the body is stamped with device and module.
+
+        Only the outputs declared for this module in :mod:`edge_link.outputs` are allowed, so
+        the deployment's routes and the code cannot drift apart unnoticed."""
+        if output not in MODULE_OUTPUTS[self.spec.name]:
+            raise ValueError(f"{self.spec.name} module has no output {output!r}; declared: "
+                             f"{sorted(MODULE_OUTPUTS[self.spec.name])}")
         stamped = {"deviceId": self.link.identity.device_id,
                    "moduleId": self.link.identity.module_id, **body}
         self.link.send(output, msg_type, stamped)

@@ -97,3 +97,8 @@ def test_direct_method_through_the_methods_folder(runtime: ModuleRuntime, data_d
     assert invoke_local_method(data_dir, "record", {"seconds": 20}, 5) == (202, {"seconds": 20})
     status, body = invoke_local_method(data_dir, "missing", None, 5)
     assert status == 404 and "known" in body["error"]
+
+
+def test_undeclared_output_is_refused(runtime: ModuleRuntime) -> None:
+    with pytest.raises(ValueError, match="camera module has no output 'clips'"):
+        runtime.send("clips", "clip_uploaded", {})

@@ -38,6 +38,17 @@ def test_up_stops_every_module_after_duration(tmp_path: Path) -> None:
     assert (tmp_path / "uploader" / "reported.json").exists()
 
 
+def test_up_command_defaults_to_all_modules(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from config.cli import main
+
+    assert main(["up", "--duration", "0.5", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "stopped: detector exit 0, uploader exit 0, camera exit 0" in out
+    with pytest.raises(SystemExit):
+        main(["up", "bogus"])
+
+
 def test_supervisor_kills_a_module_that_ignores_sigterm(tmp_path: Path) -> None:
     twins = tmp_path / "twins"
     twins.mkdir()
