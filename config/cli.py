@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from config.deployment import PLATFORMS
 from config.errors import FieldError, SettingsRejected, errors_from_validation
 from config.layers import line_of, load_yaml_file
 from config.logs import setup_logging
@@ -98,6 +99,24 @@ def _method(args: argparse.Namespace) -> int:
     return 0 if 200 <= status < 300 else 1
 
 
+def _deploy_genconfig(args: argparse.Namespace) -> int:
+    from config.deployment import DeploymentError, generate_file
+
+    try:
+        manifest = generate_file(args.template, env_file=args.env, platform=args.platform,
+                                 refuse_placeholders=not args.allow_placeholders)
+    except (DeploymentError, OSError, ValueError) as exc:
+        sys.stderr.write(f"genconfig: {exc}\n")
+        return 1
+    output = args.output or Path("build") / f"deployment.{args.platform}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    output.chmod(0o600)  # it holds the registry password and storage keys
+    sys.stdout.write(f"{output}: deployment manifest for {args.platform} (holds secrets; do "
+                     "not commit it)\n")
+    return 0
+
+
 def _module_name(value: str) -> str:
     """argparse ``type`` for module names (``choices`` with ``nargs="*"`` rejects the default)."""
     if value not in MODULES:
@@ -176,6 +195,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help="The module's --data-dir (default data/<module>).")
     method.add_argument("--timeout", type=float, default=30.0, help="Seconds to wait.")
     method.set_defaults(func=_method)
+
+    deploy = groups.add_parser("deploy", help="Build IoT Edge deployment manifests.",
+                               description="Build IoT Edge deployment manifests.")
+    deploy_cmds = deploy.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    genconfig = deploy_cmds.add_parser(
+        "genconfig", help="Expand deployment.template.json into a deployment manifest.",
+        description="Expand deployment.template.json for one platform: module images from each "
+        "module.json, $VARIABLES from --env FILE and the environment (the environment wins), "
+        "createOptions serialised (and chunked past 512 characters). The result is what "
+        "`az iot edge set-modules --content` and `az iot edge deployment create` take.",
+    )
+    genconfig.add_argument("--env", type=Path, metavar="FILE",
+                           help="Variables file (copy .env.template to .env and fill it in).")
+    genconfig.add_argument("--platform", choices=PLATFORMS, default="amd64",
+                           help="Image platform (default amd64).")
+    genconfig.add_argument("-o", "--output", type=Path, metavar="FILE",
+                           help="Where to write (default build/deployment.<platform>.json).")
+    genconfig.add_argument("--template", type=Path, default=Path("deployment.template.json"),
+                           help="Template (default deployment.template.json).")
+    genconfig.add_argument("--allow-placeholders", action="store_true",
+                           help="Write even if values are still .env.template <placeholders>.")
+    genconfig.set_defaults(func=_deploy_genconfig)
     return parser
 
 

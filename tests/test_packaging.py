@@ -8,6 +8,7 @@ from pathlib import Path
 
 import onnxruntime
 import pytest
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,11 +24,34 @@ def test_plain_onnxruntime_is_not_installed() -> None:
         distribution("onnxruntime")
 
 
-def test_no_dependency_names_plain_onnxruntime() -> None:
+def _requirements() -> list[Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     requirements = list(project["dependencies"])
     for extra in project["optional-dependencies"].values():
         requirements += extra
-    names = [r.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip()
-             for r in requirements]
-    assert "onnxruntime" not in names and "onnxruntime-gpu" not in names
+    return [Requirement(r) for r in requirements]
+
+
+def _applies_on(requirement: Requirement, machine: str) -> bool:
+    """Whether pip would install this requirement on a Linux machine of that architecture."""
+    if requirement.marker is None:
+        return True
+    environment = {"platform_machine": machine, "sys_platform": "linux",
+                   "platform_system": "Linux", "extra": ""}
+    return requirement.marker.evaluate(environment)
+
+
+def test_no_dependency_names_plain_onnxruntime() -> None:
+    """On x86_64 only the OpenVINO build may ever be installed, whatever the extras.
+
+    arm64 has no onnxruntime-openvino wheel and takes plain onnxruntime there, so the check is
+    on what applies to x86_64 rather than on names alone.
+    """
+    on_x86 = {r.name for r in _requirements() if _applies_on(r, "x86_64")}
+    assert "onnxruntime-openvino" in on_x86
+    assert not on_x86 & {"onnxruntime", "onnxruntime-gpu"}
+
+
+def test_arm64_gets_exactly_one_onnxruntime() -> None:
+    on_arm = {r.name for r in _requirements() if _applies_on(r, "aarch64")}
+    assert on_arm & {"onnxruntime", "onnxruntime-openvino"} == {"onnxruntime"}
