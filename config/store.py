@@ -194,8 +194,11 @@ class SettingsStore(Generic[S]):
                   errors="; ".join(str(e) for e in errors))
             return Outcome(False, version, errors=errors)
         old = self._current
-        changed = tuple(changed_paths(old.model_dump(mode="json"), new.model_dump(mode="json")))
-        restart = tuple(p for p in changed if p in self._restart_paths)
+        # Python mode: a JSON dump masks secrets, which would hide a rotated key.
+        changed = tuple(changed_paths(old.model_dump(), new.model_dump()))
+        # Before the module has started, nothing runs on the old values: no restart needed.
+        restart = tuple(p for p in changed
+                        if p in self._restart_paths and self._started is not None)
         self._twin, self._current, self._rejection = twin, new, None
         if version is not None:
             self._version = version
@@ -219,7 +222,10 @@ class SettingsStore(Generic[S]):
         tmp = path.with_suffix(path.suffix + ".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"version": self._version, "twin": self._twin}))
+            # Owner-only: a connection string set through the twin is part of this layer.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps({"version": self._version, "twin": self._twin}))
             os.replace(tmp, path)
         except OSError as exc:
             event(log, logging.WARNING, "settings.last_good_not_saved", path=path, error=exc)

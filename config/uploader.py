@@ -28,8 +28,15 @@ class UploadSettings(Section):
     )
     block_size_mb: float = setting(4.0, "Block size for staged uploads of large clips.",
                                    unit="MB", gt=0, le=100)
+    validate_blocks: bool = setting(
+        False, "Send each block's MD5 so the service checks it on arrival (Put Block with "
+        "Content-MD5). Costs an MD5 pass per block on both sides; off by default because HTTPS "
+        "already protects data in transit and Blob on Edge is reached over the device's own "
+        "network. Single-request uploads (files up to one block) are always checked.",
+    )
     max_concurrency: int = setting(2, "Clips uploaded at once.", ge=1, le=16)
-    bandwidth_kbps: float = setting(0.0, "Upload cap; the train's uplink is shared. 0 is uncapped.",
+    bandwidth_kbps: float = setting(0.0, "Upload cap for all uploads together (1 kB = 1000 "
+                                    "bytes); the train's uplink is shared. 0 is uncapped.",
                                     unit="kB/s", ge=0)
     timeout_s: float = setting(60.0, "Timeout of one storage request.", unit="s", gt=0, le=600)
     retry: BackoffSettings = section(BackoffSettings, "Pacing of retries while the endpoint "
@@ -44,15 +51,22 @@ class OutboxSettings(Section):
     """The local folder of finished clips, shared with the camera module."""
 
     dir: Path = setting(Path("data/outbox"), "Folder watched for finished clips.", restart=True)
-    quota_mb: float = setting(2048.0, "Most disk the outbox may use; beyond it clips are evicted "
-                              "with an alert.", unit="MB", gt=0)
+    quota_mb: float = setting(2048.0, "Most disk the outbox may use (pending, incomplete and "
+                              "kept clips; quarantine/ is not counted); beyond it kept clips "
+                              "are deleted, then pending clips evicted with an alert.",
+                              unit="MB", gt=0)
     eviction: Literal["oldest", "lowest_score"] = setting(
-        "oldest", "Which clip goes first when the quota is exceeded.",
+        "oldest", "Which pending clip goes first when the quota is exceeded: `oldest`, or "
+        "`lowest_score` (max score, oldest first among equals). A clip being uploaded is "
+        "never evicted.",
     )
     scan_interval_s: float = setting(30.0, "Full rescan interval, besides file-system events.",
                                      unit="s", gt=0, le=3600)
     incomplete_grace_s: float = setting(600.0, "A clip without its sidecar for this long is "
                                         "reported as an incomplete leftover.", unit="s", gt=0)
+    min_free_mb: float = setting(200.0, "Free disk space below which a low disk is reported "
+                                 "(alert and reported properties); uploading goes on.",
+                                 unit="MB", ge=0)
 
 
 class UploaderSettings(Section):

@@ -123,13 +123,14 @@ def test_unknown_key_is_named_with_a_suggestion() -> None:
 
 def test_restart_only_fields_are_reported_until_restart() -> None:
     store = SettingsStore(CameraSettings)
-    store.replace_twin({})
+    boot = store.replace_twin({"recording": {"outbox_dir": "/outbox"}})
+    assert boot.restart_required == (), "nothing runs yet at boot: no restart needed"
     store.mark_started()
     outcome = store.apply_patch({"recording": {"outbox_dir": "/mnt/outbox"},
                                  "trigger": {"min_score": 0.9}})
     assert outcome.restart_required == ("recording.outbox_dir",)
     assert store.report()["restartRequired"] == ["recording.outbox_dir"]
-    store.apply_patch({"recording": {"outbox_dir": None}})
+    store.apply_patch({"recording": {"outbox_dir": "/outbox"}})
     assert store.report()["restartRequired"] == [], "back to the started value: no restart"
 
 
@@ -138,6 +139,7 @@ def test_bad_twin_at_boot_falls_back_to_last_good(tmp_path: Path) -> None:
     first = SettingsStore(CameraSettings, last_good_path=path)
     first.replace_twin({"$version": 8, "trigger": {"cooldown_s": 42}})
     assert json.loads(path.read_text())["version"] == 8
+    assert path.stat().st_mode & 0o077 == 0, "may hold a twin-supplied secret: owner only"
     second = SettingsStore(CameraSettings, last_good_path=path)
     outcome = second.replace_twin({"$version": 9, "trigger": {"cooldown_s": "soon"}})
     assert not outcome.accepted
@@ -162,3 +164,12 @@ def test_secrets_are_redacted_in_the_report() -> None:
     text = json.dumps(store.report())
     assert "c2VjcmV0" not in text and "AccountName" not in text
     assert store.current.upload.connection_string.get_secret_value().endswith("c2VjcmV0;")
+
+
+def test_a_rotated_secret_counts_as_a_change() -> None:
+    from config.uploader import UploaderSettings
+
+    store = SettingsStore(UploaderSettings)
+    store.replace_twin({"upload": {"connection_string": "AccountName=a;AccountKey=b2xk;"}})
+    outcome = store.apply_patch({"upload": {"connection_string": "AccountName=a;AccountKey=bmV3;"}})
+    assert outcome.changed == ("upload.connection_string",)

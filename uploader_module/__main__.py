@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from edge_link.runtime import ModuleRuntime, Service, module_main
+from uploader_module.service import UploaderService
 
 DESCRIPTION = (
     "Uploads finished clips from the outbox to Azure Blob Storage on IoT Edge, losing none "
@@ -14,7 +15,9 @@ DESCRIPTION = (
 
 def build(runtime: ModuleRuntime) -> list[Service]:
     """The module's own services, started once its settings are in force."""
-    return []
+    service = UploaderService(runtime)
+    runtime.register_method("upload_status", service.method_status)
+    return [service]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

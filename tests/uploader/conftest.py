@@ -1,0 +1,189 @@
+"""Fixtures for the uploader tests: Azurite, a stand-in for the module runtime, clip sets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from config.layers import merge
+from config.store import changed_paths
+from config.uploader import UploaderSettings
+from tests.support.azurite import Azurite, start_azurite
+from uploader_module.service import UploaderService
+
+SCRIPT = Path(sys.executable).parent / "uploader-module"
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll until ``predicate()`` is truthy; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class FakeHost:
+    """The parts of ``ModuleRuntime`` the service uses, with settings changed by the test."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self._settings = UploaderSettings.model_validate(doc)
+        self._listeners: list[Callable[[Any, Any, tuple[str, ...]], None]] = []
+        self._lock = threading.Lock()
+        self.sent: list[tuple[str, str, dict[str, Any]]] = []
+        self.reported: dict[str, Any] = {}
+
+    @property
+    def settings(self) -> UploaderSettings:
+        return self._settings
+
+    def subscribe(self, listener: Callable[[Any, Any, tuple[str, ...]], None]) -> None:
+        self._listeners.append(listener)
+
+    def patch(self, patch: dict[str, Any]) -> None:
+        """Apply a twin patch the way the settings store does."""
+        old = self._settings
+        self.doc = merge(self.doc, patch)
+        self._settings = UploaderSettings.model_validate(self.doc)
+        changed = tuple(changed_paths(old.model_dump(mode="json"),
+                                      self._settings.model_dump(mode="json")))
+        for listener in self._listeners:
+            listener(old, self._settings, changed)
+
+    def send(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.sent.append((output, msg_type, body))
+
+    def report(self, section: str, value: Any) -> None:
+        with self._lock:
+            self.reported[section] = value
+
+    def messages(self, output: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [body for out, _, body in self.sent if out == output]
+
+    def upload_status(self) -> dict[str, Any]:
+        with self._lock:
+            return dict(self.reported.get("upload", {}))
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    server = start_azurite(tmp_path_factory.mktemp("azurite-shared"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def container() -> str:
+    return f"clips-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Path:
+    return tmp_path / "outbox"
+
+
+def settings_doc(connection_string: str, container: str, folder: Path,
+                 **sections: dict[str, Any]) -> dict[str, Any]:
+    """Settings for a fast test: short scans and retries, everything else default."""
+    doc: dict[str, Any] = {
+        "upload": {"connection_string": connection_string, "container": container,
+                   "retry": {"initial_s": 0.2, "max_s": 1.0}},
+        "outbox": {"dir": str(folder), "scan_interval_s": 1.0, "incomplete_grace_s": 1.0},
+    }
+    return merge(doc, sections)
+
+
+@pytest.fixture
+def run_service() -> Iterator[Callable[[FakeHost], UploaderService]]:
+    """Start an in-process service on a host; every service started is stopped at the end."""
+    started: list[UploaderService] = []
+
+    def run(host: FakeHost) -> UploaderService:
+        service = UploaderService(host)
+        service.start()
+        started.append(service)
+        return service
+
+    yield run
+    for service in started:
+        if not service._stop.is_set():
+            service.stop()
+
+
+class UploaderProcess:
+    """``uploader-module`` as a real process in local mode (YAML twin, JSON-lines outputs)."""
+
+    def __init__(self, twin: Path, data_dir: Path, env: dict[str, str]) -> None:
+        self.twin, self.data_dir, self.env = twin, data_dir, env
+        self.log_file = data_dir.parent / f"{data_dir.name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def write_twin(self, doc: dict[str, Any]) -> None:
+        self.twin.write_text(yaml.safe_dump(doc))
+
+    def start(self) -> None:
+        with self.log_file.open("ab") as sink:
+            self.process = subprocess.Popen(
+                [str(SCRIPT), "--config", str(self.twin), "--data-dir", str(self.data_dir),
+                 "--twin-wait", "2"], stdout=sink, stderr=sink, env=self.env)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        self.process.terminate()
+        try:
+            return self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def log(self) -> str:
+        return self.log_file.read_text() if self.log_file.exists() else ""
+
+    def outputs(self, output: str) -> list[dict[str, Any]]:
+        path = self.data_dir / "outputs" / f"{output}.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line)["body"] for line in path.read_text().splitlines() if line]
+
+    def reported(self) -> dict[str, Any]:
+        try:
+            return json.loads((self.data_dir / "reported.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+
+@pytest.fixture
+def uploader_process(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], UploaderProcess]]:
+    """Factory of uploader processes; any still running at the end is killed."""
+    made: list[UploaderProcess] = []
+
+    def make(env: dict[str, str]) -> UploaderProcess:
+        proc = UploaderProcess(tmp_path / "twin.yaml", tmp_path / f"data{len(made)}", env)
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        if proc.process is not None and proc.process.poll() is None:
+            proc.kill()
