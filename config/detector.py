@@ -36,10 +36,14 @@ class InferenceSettings(Section):
         "CPU", "OpenVINO device: CPU, GPU, GPU.N, NPU or AUTO[:list]. Falls back to the plain "
         "CPU provider when OpenVINO cannot take the model or device.",
     )
-    precision: Literal["default", "FP32", "FP16", "ACCURACY"] = setting(
-        "default", "OpenVINO precision hint; `default` lets the device choose.",
+    precision: Literal["default", "FP32", "FP16", "BF16", "ACCURACY"] = setting(
+        "default", "OpenVINO precision hint (INFERENCE_PRECISION_HINT f32/f16/bf16; ACCURACY "
+        "sets EXECUTION_MODE_HINT). `default` does what OpenVINO does natively: bf16 on a CPU "
+        "with AVX512_BF16 or AMX, else f32.",
     )
-    num_threads: int = setting(0, "Inference threads; 0 lets the runtime choose.", ge=0, le=256)
+    num_threads: int = setting(0, "Inference threads (OpenVINO INFERENCE_NUM_THREADS on CPU or "
+                               "AUTO, and the CPU provider's pool); 0 lets the runtime choose.",
+                               ge=0, le=256)
     cache_dir: Path | None = setting(
         Path("data/ov_cache"), "Folder for compiled models, so a restart does not recompile. "
         "Empty disables the cache.",

@@ -42,8 +42,9 @@ def redact_value(value: Any) -> Any:
     return value
 
 
-def event(logger: logging.Logger, level: int, name: str, **fields: Any) -> None:
-    """Log one event line: a dotted event name plus key=value fields."""
+def event(logger: logging.Logger, level: int, name: str, /, **fields: Any) -> None:
+    """Log one event line: a dotted event name plus key=value fields (any names, ``name``
+    included: the first three parameters are positional-only)."""
     if logger.isEnabledFor(level):
         logger.log(level, name, extra={"fields": fields})
 
@@ -56,7 +57,7 @@ def _kv(value: Any) -> str:
 
 
 class _Context(logging.Filter):
-    """Adds the module name and its ids (device, train, camera) to every record."""
+    """Adds the module name and its ids (device_id, train_id, camera_id) to every record."""
 
     def __init__(self, module: str, ids: dict[str, str]) -> None:
         super().__init__()
@@ -69,12 +70,20 @@ class _Context(logging.Filter):
         return True
 
 
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The event's fields, then the process ids (device_id, ...) it does not set itself."""
+    fields = dict(getattr(record, "fields", {}))
+    for key, value in getattr(record, "ids", {}).items():
+        fields.setdefault(key, value)
+    return fields
+
+
 class KeyValueFormatter(logging.Formatter):
     """``2026-11-21T10:00:00.123Z INFO camera settings.applied version=3 device=train-1``."""
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
-        fields = {**getattr(record, "fields", {}), **getattr(record, "ids", {})}
+        fields = _fields(record)
         parts = [f"{stamp[:-3]}Z", record.levelname, getattr(record, "module_name", "-"),
                  record.getMessage()]
         parts += [f"{k}={_kv(v)}" for k, v in fields.items() if v is not None]
@@ -97,8 +106,7 @@ class JsonFormatter(logging.Formatter):
             "module": getattr(record, "module_name", None),
             "event": record.getMessage(),
             "logger": record.name,
-            **getattr(record, "ids", {}),
-            **getattr(record, "fields", {}),
+            **_fields(record),
         }
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)

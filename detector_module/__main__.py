@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
+from detector_module.service import DetectorService
 from edge_link.runtime import ModuleRuntime, Service, module_main
 
 DESCRIPTION = (
@@ -12,13 +15,21 @@ DESCRIPTION = (
 )
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, help="Listen on this port (overrides server.port).")
+    parser.add_argument("--model", type=Path, metavar="PATH",
+                        help="Serve this model package (zip or folder) instead of the bundled "
+                        "sample model.")
+
+
 def build(runtime: ModuleRuntime) -> list[Service]:
     """The module's own services, started once its settings are in force."""
-    return []
+    cli = runtime.options.cli
+    return [DetectorService(runtime, model_path=cli.model, port=cli.port)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return module_main("detector", DESCRIPTION, build, argv)
+    return module_main("detector", DESCRIPTION, build, argv, add_arguments=add_arguments)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -49,6 +49,7 @@ class RuntimeOptions:
     config_file: Path | None
     data_dir: Path
     twin_wait_s: float = 10.0
+    cli: argparse.Namespace = field(default_factory=argparse.Namespace)
 
 
 class ModuleRuntime:
@@ -187,8 +188,12 @@ class Service(Protocol):
 
 
 def module_main(name: str, description: str, build: Callable[[ModuleRuntime], list[Service]],
-                argv: Sequence[str] | None = None) -> int:
-    """The shared entry point of the three modules (``python -m <module>``)."""
+                argv: Sequence[str] | None = None, *,
+                add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+    """The shared entry point of the three modules (``python -m <module>``).
+
+    ``add_arguments`` adds a module's own options; ``build`` finds them parsed in
+    ``runtime.options.cli``."""
     spec = module_spec(name)
     prefix = spec.env_prefix
     parser = argparse.ArgumentParser(
@@ -207,10 +212,12 @@ def module_main(name: str, description: str, build: Callable[[ModuleRuntime], li
     parser.add_argument("--twin-wait", type=float, default=10.0, metavar="SECONDS",
                         help="How long to wait for the twin at start before running on the "
                         "last good settings (default 10).")
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args(argv)
     setup_logging(name)
     options = RuntimeOptions(config_file=args.config, data_dir=args.data_dir,
-                             twin_wait_s=args.twin_wait)
+                             twin_wait_s=args.twin_wait, cli=args)
     try:
         runtime = ModuleRuntime(spec, options)
         runtime.start()
@@ -219,19 +226,33 @@ def module_main(name: str, description: str, build: Callable[[ModuleRuntime], li
             event(log, logging.ERROR, "settings.invalid_at_start", error=str(err))
         return 2
     settings = runtime.settings
-    ids = {"device": runtime.link.identity.device_id}
+    ids = {"device_id": runtime.link.identity.device_id}
     identity = getattr(settings, "identity", None)
     if identity is not None:
-        ids |= {"train": identity.train_id, "camera": identity.camera_id}
+        ids |= {"train_id": identity.train_id, "camera_id": identity.camera_id}
     setup_logging(name, level=settings.logging.level, fmt=settings.logging.format, ids=ids)
-    services = build(runtime)
-    for service in services:
-        service.start()
+    started: list[Service] = []
+    try:
+        for service in build(runtime):
+            service.start()
+            started.append(service)
+    except Exception as exc:
+        # E.g. the port is taken: say so in one line and stop what did start.
+        event(log, logging.ERROR, "module.start_failed", error=f"{type(exc).__name__}: {exc}")
+        _stop_all(started, runtime)
+        return 1
     try:
         runtime.run_until_signalled()
     finally:
-        for service in reversed(services):
-            service.stop()
-        runtime.stop()
+        _stop_all(started, runtime)
     return 0
+
+
+def _stop_all(services: list[Service], runtime: ModuleRuntime) -> None:
+    for service in reversed(services):
+        try:
+            service.stop()
+        except Exception:
+            log.exception("module.service_stop_failed service=%s", type(service).__name__)
+    runtime.stop()
 

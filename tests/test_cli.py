@@ -13,6 +13,7 @@ import pytest
 
 from config.cli import main
 from tests.support.iothub import HubResponder
+from tests.support.mosquitto import free_port
 
 BIN = Path(sys.executable).parent
 
@@ -100,6 +101,22 @@ def test_module_process_runs_locally_answers_methods_and_stops_on_sigterm(tmp_pa
     assert "module.started" in err and "module.stopped" in err
 
 
+def test_module_that_cannot_start_its_service_exits_1_naming_why(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(BIN / "detector-module"), "--data-dir", str(tmp_path), "--port", str(port),
+             "--twin-wait", "1"], capture_output=True, text=True, timeout=60,
+            env={"DETECTOR_SERVER__HOST": "127.0.0.1", "PATH": "/usr/bin"})
+    assert result.returncode == 1, result.stderr
+    assert "module.start_failed" in result.stderr and str(port) in result.stderr
+    assert "module.stopped" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_module_exits_2_naming_a_bad_environment_value(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(BIN / "camera-module"), "--data-dir", str(tmp_path)], capture_output=True,
@@ -112,7 +129,8 @@ def test_module_exits_2_naming_a_bad_environment_value(tmp_path: Path) -> None:
 def test_module_process_on_the_hub_reports_settings(hub: HubResponder, hub_env: dict[str, str],
                                                     tmp_path: Path) -> None:
     hub.desired = {"thresholds": {"nms_iou": 0.3}}
-    proc = subprocess.Popen([str(BIN / "detector-module"), "--data-dir", str(tmp_path)],
+    proc = subprocess.Popen([str(BIN / "detector-module"), "--data-dir", str(tmp_path),
+                             "--port", str(free_port())],
                             env={**hub_env, "PATH": "/usr/bin"}, stderr=subprocess.PIPE,
                             text=True)
     try:

@@ -27,12 +27,21 @@ def test_secrets_are_redacted(text: str, secret: str) -> None:
 
 
 def test_event_lines_carry_ids_and_hide_secrets(capsys: pytest.CaptureFixture[str]) -> None:
-    setup_logging("uploader", ids={"device": "train-7"})
+    setup_logging("uploader", ids={"device_id": "train-7"})
     log = logging.getLogger("uploader_module.test")
     event(log, logging.INFO, "upload.failed", container="clips", error=SECRETS[1][0])
     line = capsys.readouterr().err.strip()
     assert " INFO uploader upload.failed container=clips " in line
-    assert "device=train-7" in line and SECRETS[1][1] not in line
+    assert "device_id=train-7" in line and SECRETS[1][1] not in line
+
+
+def test_any_field_name_is_allowed_and_wins_over_an_id(capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    setup_logging("detector", ids={"device_id": "train-7"})
+    log = logging.getLogger("detector_module.test")
+    event(log, logging.WARNING, "model.loaded", name="graffiti-sample", device_id="other")
+    line = capsys.readouterr().err.strip()
+    assert "name=graffiti-sample" in line and "device_id=other" in line
 
 
 def test_json_format_is_one_object_per_line() -> None:

@@ -14,6 +14,20 @@ from edge_link.supervisor import Supervisor
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    """The shipped twin files, with the detector on a free port so tests never collide."""
+    from tests.support.mosquitto import free_port
+
+    folder = tmp_path / "config"
+    folder.mkdir()
+    for twin in ROOT.glob("config/*.yaml"):
+        shutil.copy(twin, folder / twin.name)
+    detector = folder / "detector.yaml"
+    detector.write_text(detector.read_text().replace("port: 8080", f"port: {free_port()}"))
+    return folder
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -23,8 +37,8 @@ def _alive(pid: int) -> bool:
 
 
 def test_demo_changes_a_setting_live_and_leaves_no_process(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_demo(config_dir=ROOT / "config", data_root=tmp_path) == 0
+        tmp_path: Path, config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_demo(config_dir=config_dir, data_root=tmp_path) == 0
     out = capsys.readouterr().out
     assert "applied live, no restart" in out
     assert "rejected: trigger.min_score = 7" in out
@@ -38,11 +52,12 @@ def test_up_stops_every_module_after_duration(tmp_path: Path) -> None:
     assert (tmp_path / "uploader" / "reported.json").exists()
 
 
-def test_up_command_defaults_to_all_modules(tmp_path: Path,
+def test_up_command_defaults_to_all_modules(tmp_path: Path, config_dir: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     from config.cli import main
 
-    assert main(["up", "--duration", "0.5", "--data-dir", str(tmp_path)]) == 0
+    assert main(["up", "--duration", "0.5", "--data-dir", str(tmp_path / "data"),
+                 "--config-dir", str(config_dir)]) == 0
     out = capsys.readouterr().out
     assert "stopped: detector exit 0, uploader exit 0, camera exit 0" in out
     with pytest.raises(SystemExit):

@@ -1,0 +1,87 @@
+"""YOLO heads with decoding inside the graph: YOLOv8 [1, 4+C, N] and AutoML YOLOv5 [1, N, 5+C].
+
+Both give boxes as centre x, y, width, height in model-input pixels and take a letterboxed
+RGB 0..1 image (pad 114, the Ultralytics convention). The project's sample model is YOLOv8
+layout; its manifest states the input size and resize mode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detector_module.adapters.base import Adapter, register
+from detector_module.backends import Backend
+from detector_module.detection import Candidates
+from detector_module.imaging import Geometry, InputSpec
+
+
+def _single_output(backend: Backend) -> tuple[int, int] | None:
+    """(rows, cols) of a single static [1, rows, cols] output after a single 4-D input."""
+    if len(backend.inputs) != 1 or len(backend.outputs) != 1:
+        return None
+    if len(backend.inputs[0].shape) != 4:
+        return None
+    shape = backend.outputs[0].shape
+    if len(shape) != 3 or shape[1] is None or shape[2] is None:
+        return None
+    return shape[1], shape[2]
+
+
+def _xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
+    cx, cy, w, h = (xywh[:, k].astype(np.float64) for k in range(4))
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+
+
+@register
+class YoloV8(Adapter):
+    """Output [1, 4 + C, N]: rows cx, cy, w, h, then C class scores (already sigmoided)."""
+
+    format = "yolov8"
+    aliases = ("ultralytics", "yolov8-onnx", "graffiti-sample")
+    summary = "YOLOv8-style single output [1, 4+C, N] (also the project's sample model)"
+
+    @classmethod
+    def recognises(cls, backend: Backend) -> bool:
+        dims = _single_output(backend)
+        return dims is not None and 5 <= dims[0] < dims[1]
+
+    def default_spec(self) -> InputSpec:
+        return self.image_spec((640, 640), resize="letterbox", pad_value=114)
+
+    def decode(self, outputs: dict[str, np.ndarray], geometry: Geometry,
+               floor: float) -> Candidates:
+        rows = next(iter(outputs.values()))[0].T
+        scores_all = rows[:, 4:]
+        class_ids = scores_all.argmax(axis=1)
+        scores = scores_all[np.arange(len(rows)), class_ids]
+        keep = scores >= floor
+        return Candidates(geometry.normalise(_xywh_to_xyxy(rows[keep, :4])),
+                          scores[keep].astype(np.float32), class_ids[keep])
+
+
+@register
+class YoloV5(Adapter):
+    """Azure ML AutoML YOLOv5 export, output [1, N, 5 + C]: cx, cy, w, h, objectness, then
+    C class probabilities; score = objectness x class probability; NMS comes after."""
+
+    format = "yolov5"
+    aliases = ("automl-yolov5", "automl", "yolov5-onnx")
+    summary = "Azure ML AutoML YOLOv5 ONNX [1, N, 5+C], letterboxed"
+
+    @classmethod
+    def recognises(cls, backend: Backend) -> bool:
+        dims = _single_output(backend)
+        return dims is not None and 6 <= dims[1] < dims[0]
+
+    def default_spec(self) -> InputSpec:
+        return self.image_spec((640, 640), resize="letterbox", pad_value=114)
+
+    def decode(self, outputs: dict[str, np.ndarray], geometry: Geometry,
+               floor: float) -> Candidates:
+        rows = next(iter(outputs.values()))[0]
+        probs = rows[:, 5:] * rows[:, 4:5]
+        class_ids = probs.argmax(axis=1)
+        scores = probs[np.arange(len(rows)), class_ids]
+        keep = scores >= floor
+        return Candidates(geometry.normalise(_xywh_to_xyxy(rows[keep, :4])),
+                          scores[keep].astype(np.float32), class_ids[keep])

@@ -1,0 +1,94 @@
+"""Models the tests build with onnx.helper: each format's real signature, known outputs.
+
+Outputs are constants (plus zero times the input, so the graph really reads its input), which
+makes every expected box computable by hand in the test that uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+_TYPES = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8,
+          "int32": TensorProto.INT32, "int64": TensorProto.INT64}
+
+Input = tuple[str, str, list[int | str]]
+
+
+def constant_model(inputs: list[Input], outputs: dict[str, np.ndarray],
+                   metadata: dict[str, str] | None = None) -> bytes:
+    """An ONNX model with the given inputs whose outputs are the given arrays."""
+    nodes, inits = [], []
+    first = inputs[0][0]
+    nodes.append(helper.make_node("Cast", [first], ["x_f"], to=TensorProto.FLOAT))
+    nodes.append(helper.make_node("ReduceMean", ["x_f"], ["x_mean"], keepdims=0))
+    inits.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
+    nodes.append(helper.make_node("Mul", ["x_mean", "zero"], ["x_zero"]))
+    for name, value in outputs.items():
+        const = f"const_{len(inits)}"
+        inits.append(numpy_helper.from_array(value, const))
+        if value.dtype == np.float32:
+            nodes.append(helper.make_node("Add", [const, "x_zero"], [name]))
+        else:
+            nodes.append(helper.make_node("Identity", [const], [name]))
+    graph = helper.make_graph(
+        nodes, "test",
+        [helper.make_tensor_value_info(n, _TYPES[t], s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, _TYPES[str(v.dtype)], list(v.shape))
+         for n, v in outputs.items()], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def yolov8_output(rows: list[list[float]], classes: int, n: int = 64) -> np.ndarray:
+    """A [1, 4 + classes, n] output whose first columns are ``rows`` (cx, cy, w, h, scores)."""
+    out = np.zeros((1, 4 + classes, n), np.float32)
+    out[0, :4, :] = 1.0  # tiny boxes with score 0 fill the rest
+    for i, row in enumerate(rows):
+        out[0, :, i] = row
+    return out
+
+
+def yolov8_model(rows: list[list[float]], classes: int, size: tuple[int, int] = (320, 320),
+                 n: int = 64) -> bytes:
+    w, h = size
+    return constant_model([("images", "float32", [1, 3, h, w])],
+                          {"output0": yolov8_output(rows, classes, n)})
+
+
+def write_package(path: Path, model: bytes, labels: list[str], manifest: dict | None = None,
+                  model_file: str = "model.onnx") -> Path:
+    """A package zip (or folder when ``path`` has no .zip suffix)."""
+    members = {model_file: model, "labels.txt": ("\n".join(labels) + "\n").encode()}
+    if manifest is not None:
+        members["manifest.json"] = json.dumps(manifest).encode()
+    if path.suffix == ".zip":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(path, "w") as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+        for name, data in members.items():
+            (path / name).write_bytes(data)
+    return path
+
+
+def sample_manifest(width: int, height: int, resize: str = "letterbox") -> dict:
+    """A manifest in the sample model's schema (samples/package.py)."""
+    return {"schema_version": 1, "name": "graffiti-sample", "version": "1.0.0",
+            "format": "yolov8", "model_file": "model.onnx", "labels_file": "labels.txt",
+            "input": {"width": width, "height": height, "layout": "NCHW", "color_order": "RGB",
+                      "value_range": [0, 1], "resize": resize, "pad_value": 114},
+            "default_min_score": 0.4, "description": "test stand-in",
+            "training": {"seed": 1, "images": 10, "epochs": 1, "command": "test"}}
