@@ -109,6 +109,9 @@ class UploaderService:
         except OSError as exc:
             event(log, logging.ERROR, "outbox.watch_failed", folder=self.outbox.root,
                   error=str(exc), action="periodic scans only")
+        # One pass before any worker claims a clip: the quota acts on what the outbox holds at
+        # start (oldest first) rather than on whatever the workers have not grabbed yet.
+        self._housekeep_safely()
         self._housekeeper.start()
         self._add_workers(self.settings.upload.max_concurrency)
         event(log, logging.INFO, "uploader.started", outbox=self.outbox.root,
@@ -369,14 +372,17 @@ class UploaderService:
 
     def _housekeeping(self) -> None:
         while not self._stop.is_set():
-            try:
-                self._housekeep()
-            except Exception:
-                log.exception("housekeeping.failed")
             self._poke.wait(self.settings.outbox.scan_interval_s)
             self._poke.clear()
             if self._stop.wait(HOUSEKEEPING_SETTLE_S):
                 return
+            self._housekeep_safely()
+
+    def _housekeep_safely(self) -> None:
+        try:
+            self._housekeep()
+        except Exception:
+            log.exception("housekeeping.failed")
 
     def _housekeep(self) -> None:
         settings = self.settings
