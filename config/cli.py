@@ -81,6 +81,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(config_dir=args.config_dir, data_root=args.data_dir)
 
 
+def _samples(args: argparse.Namespace) -> int:
+    from samples.cli import main as samples_main
+
+    return samples_main(args.args)
+
+
 def _method(args: argparse.Namespace) -> int:
     from edge_link.local import invoke_local_method
 
@@ -182,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Folder for module data and logs (default data).")
     up.set_defaults(func=_up)
     demo.set_defaults(func=_demo)
+
+    samples = groups.add_parser(
+        "samples", add_help=False, prefix_chars="\0",
+        help="The sample world: synthetic scenes, videos, the demonstration model "
+        "(`graffiti-edge samples --help`).",
+    )
+    samples.add_argument("args", nargs=argparse.REMAINDER)
+    samples.set_defaults(func=_samples)
 
     method = groups.add_parser(
         "method", help="Call a direct method on a module running locally.",

@@ -142,3 +142,11 @@ def test_module_process_on_the_hub_reports_settings(hub: HubResponder, hub_env: 
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
+
+
+def test_samples_commands_are_reachable_from_the_umbrella_cli(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["samples", "generate-video", "--help"])
+    assert info.value.code == 0
+    assert "--scenario" in capsys.readouterr().out

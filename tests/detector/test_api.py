@@ -20,19 +20,12 @@ from detector_module.service import DetectorService
 from edge_link.runtime import ModuleRuntime, RuntimeOptions
 from tests.detector.http import Reply, call, jpeg, multipart
 from tests.detector.models import sample_manifest, write_package, yolov8_model
+from tests.support.polling import wait_until
 
 # Two detections on a 640x480 frame (letterboxed to 320x240 + 40 px padding above).
 ROWS = [[160, 160, 64, 32, 0.9, 0.1], [100, 100, 20, 20, 0.2, 0.7]]
 GRAFFITI_BOX = [0.4, 208 / 480, 0.6, 272 / 480]
 
-
-def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def twin_text(**sections: dict) -> str:

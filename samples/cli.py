@@ -1,0 +1,171 @@
+"""Command line for the sample world: images, videos, training, evaluation, AutoML export.
+
+``main(argv)`` is a plain argparse function so the umbrella ``graffiti-edge samples`` command
+can delegate to it unchanged. Heavy imports happen inside the sub-commands: ``--help`` stays
+instant and torch is only touched by ``train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).parent / "models"
+DEFAULT_WORK_DIR = Path("build/samples-work")
+
+log = logging.getLogger(__name__)
+
+
+def latest_package(directory: Path = MODELS_DIR) -> Path:
+    """The shipped package with the highest version number."""
+
+    def version(path: Path) -> tuple[int, ...]:
+        return tuple(int(p) for p in path.stem.rsplit("-", 1)[1].split("."))
+
+    packages = sorted(directory.glob("graffiti-sample-*.zip"), key=version)
+    if not packages:
+        raise FileNotFoundError(f"no graffiti-sample-*.zip in {directory}")
+    return packages[-1]
+
+
+def _generate_images(args: argparse.Namespace) -> int:
+    from samples.dataset import generate_images
+
+    path = generate_images(
+        args.out, args.first_seed, args.count, args.width, args.height, args.clean_every
+    )
+    print(path)
+    return 0
+
+
+def _generate_video(args: argparse.Namespace) -> int:
+    from samples.world.encode import write_mp4
+    from samples.world.video import generate
+
+    frames, truth = generate(args.scenario, args.seed, args.width, args.height, args.fps)
+    write_mp4(args.out, frames, args.width, args.height, args.fps, preset=args.preset)
+    truth_path = args.out.with_suffix(".json")
+    truth_path.write_text(json.dumps(truth.to_json()) + "\n")
+    log.info("event=truth_written path=%s appearances=%d", truth_path, len(truth.appearances()))
+    print(args.out)
+    return 0
+
+
+def _export_jsonl(args: argparse.Namespace) -> int:
+    from samples.world.annotations import export_jsonl
+
+    count = export_jsonl(args.annotations, args.out, args.url_prefix)
+    log.info("event=jsonl_written path=%s lines=%d", args.out, count)
+    print(args.out)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from samples.training.train import RECIPES, train
+
+    versions = list(RECIPES) if args.version == "all" else [args.version]
+    for version in versions:
+        train(version, args.out, args.work_dir)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from samples.evaluate import evaluate, format_report
+
+    package = args.package or latest_package()
+    images, videos = evaluate(package, args.images, args.video_seed, args.provider)
+    print(format_report(package, images, videos))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m samples",
+        description="Synthetic railway scenes with graffiti, their ground truth, and the "
+        "demonstration model trained on them.",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    images = sub.add_parser("generate-images", help="render still images + annotations.json")
+    images.add_argument("--out", type=Path, required=True, help="output directory")
+    images.add_argument("--count", type=int, default=100, help="number of images (100)")
+    images.add_argument("--first-seed", type=int, default=0, help="seed of the first image")
+    images.add_argument("--width", type=int, default=1280)
+    images.add_argument("--height", type=int, default=720)
+    images.add_argument(
+        "--clean-every",
+        type=int,
+        default=0,
+        help="make every n-th image distractor-only (0: never)",
+    )
+    images.set_defaults(func=_generate_images)
+
+    video = sub.add_parser(
+        "generate-video",
+        help="render an H.264 MP4 + ground-truth JSON",
+        description="Writes FILE and FILE with a .json suffix (ground "
+        "truth: appearances with frame ranges, per-frame boxes).",
+    )
+    video.add_argument(
+        "--scenario",
+        choices=("passing", "spraying", "clean", "tunnel", "demo"),
+        default="demo",
+        help="what happens in the video (default demo, 60 s)",
+    )
+    video.add_argument("--out", type=Path, required=True, help="output .mp4 file")
+    video.add_argument("--seed", type=int, default=1)
+    video.add_argument("--width", type=int, default=1280)
+    video.add_argument("--height", type=int, default=720)
+    video.add_argument("--fps", type=int, default=25)
+    video.add_argument("--preset", default="veryfast", help="libx264 preset (veryfast)")
+    video.set_defaults(func=_generate_video)
+
+    export = sub.add_parser("export-jsonl", help="annotations.json -> Azure ML AutoML JSONL")
+    export.add_argument("--annotations", type=Path, required=True)
+    export.add_argument("--out", type=Path, required=True, help="output .jsonl file")
+    export.add_argument(
+        "--url-prefix",
+        default="",
+        help="prepended to each file name, e.g. azureml://.../paths/images/",
+    )
+    export.set_defaults(func=_export_jsonl)
+
+    train = sub.add_parser(
+        "train",
+        help="re-train the demonstration model (needs torch)",
+        description="Seeded, reproducible training; writes "
+        "graffiti-sample-<version>.zip. 'all' trains every shipped version.",
+    )
+    train.add_argument("--version", default="all", help="1.0.0, 1.1.0 or all (default)")
+    train.add_argument("--out", type=Path, default=MODELS_DIR, help="package directory")
+    train.add_argument(
+        "--work-dir",
+        type=Path,
+        default=DEFAULT_WORK_DIR,
+        help="checkpoints and rendered-data cache (default %(default)s)",
+    )
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("evaluate", help="mAP, precision/recall and video delays")
+    evaluate.add_argument("--package", type=Path, help="model zip (default: newest shipped)")
+    evaluate.add_argument("--images", type=int, default=300, help="held-out stills (300)")
+    evaluate.add_argument("--video-seed", type=int, default=9001)
+    evaluate.add_argument(
+        "--provider",
+        default="OpenVINOExecutionProvider",
+        choices=("OpenVINOExecutionProvider", "CPUExecutionProvider"),
+    )
+    evaluate.set_defaults(func=_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the sub-command; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    return int(args.func(args))

@@ -1,0 +1,1 @@
+"""Deterministic generator of railway carriages, graffiti, distractors and lighting."""

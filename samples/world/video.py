@@ -1,0 +1,283 @@
+"""Video scenarios with per-frame ground truth: passing, spraying, clean, tunnel, demo.
+
+A scenario is a lazy sequence of frames so a 60 s 720p video never sits in memory; the
+ground truth is collected as the frames are produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from samples.world import background, lighting
+from samples.world.carriage import build_train, strip_height
+from samples.world.scene import (
+    MIN_VISIBLE,
+    Annotation,
+    Placement,
+    annotate,
+    frame,
+    paint,
+    place_graffiti,
+    streams,
+)
+
+SCENARIOS: tuple[str, ...] = ("passing", "spraying", "clean", "tunnel", "demo")
+SEGMENT_SECONDS = 15.0
+NOISE_FIELDS = 4
+
+
+@dataclass
+class Truth:
+    """Ground truth collected while a video is produced (see docs/model.md for the format)."""
+
+    scenario: str
+    seed: int
+    width: int
+    height: int
+    fps: int
+    frames: list[list[Annotation]] = field(default_factory=list)
+    kinds: dict[int, str] = field(default_factory=dict)
+    segments: list[dict[str, object]] = field(default_factory=list)
+
+    def record(self, objects: list[Annotation]) -> None:
+        self.frames.append(objects)
+        for obj in objects:
+            self.kinds.setdefault(obj.appearance, obj.kind)
+
+    def appearances(self) -> list[dict[str, object]]:
+        """Visibility range of every appearance: the first and last frame it is labelled."""
+        spans: dict[int, list[int]] = {}
+        for index, objects in enumerate(self.frames):
+            for obj in objects:
+                spans.setdefault(obj.appearance, [index, index])[1] = index
+        return [
+            {
+                "id": aid,
+                "label": "graffiti",
+                "kind": self.kinds[aid],
+                "first_frame": a,
+                "last_frame": b,
+                "first_time_s": round(a / self.fps, 3),
+                "last_time_s": round(b / self.fps, 3),
+            }
+            for aid, (a, b) in sorted(spans.items())
+        ]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "schema_version": 1,
+            "type": "video",
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "frame_count": len(self.frames),
+            "segments": self.segments,
+            "appearances": self.appearances(),
+            "frames": [
+                {
+                    "index": i,
+                    "time_s": round(i / self.fps, 3),
+                    "objects": [
+                        {
+                            "label": "graffiti",
+                            "box": o.normalised(self.width, self.height),
+                            "appearance": o.appearance,
+                        }
+                        for o in objects
+                    ],
+                }
+                for i, objects in enumerate(self.frames)
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What differs between the moving-train scenarios."""
+
+    background: str
+    carriages: int
+    tagged: tuple[int, ...]
+    per_carriage: int
+    distractor_level: float
+    speed: float
+    light: Callable[[lighting.Lighting, float], lighting.Lighting]
+
+
+def _steady(light: lighting.Lighting, t: float) -> lighting.Lighting:
+    return light
+
+
+def _tunnel_entry(light: lighting.Lighting, t: float) -> lighting.Lighting:
+    """Bright until 4 s, then a 4 s fade to a dim, warm tunnel light."""
+    fade = float(np.clip((t - 4.0) / 4.0, 0.0, 1.0))
+    warm = (light.tint[0] * (1 + 0.15 * fade), light.tint[1], light.tint[2] * (1 - 0.25 * fade))
+    dimmed = light.dimmed(1.0 - 0.65 * fade)
+    return replace(dimmed, tint=warm, vignette=dimmed.vignette + 0.2 * fade)
+
+
+SETUPS: dict[str, Setup] = {
+    "passing": Setup("depot", 3, (0, 2), 2, 0.6, 1.0, _steady),
+    "clean": Setup("platform", 3, (), 0, 1.0, 1.0, _steady),
+    "tunnel": Setup("tunnel", 2, (0, 1), 2, 0.5, 0.55, _tunnel_entry),
+}
+
+
+def _base_light(rng: np.random.Generator) -> lighting.Lighting:
+    """A well-exposed camera: videos vary light over time instead of between shots."""
+    light = lighting.random_lighting(rng)
+    return replace(light, brightness=float(rng.uniform(0.85, 1.15)), gamma=1.0, noise=2.0, blur=1)
+
+
+def _noise(rng: np.random.Generator, width: int, height: int) -> list[np.ndarray]:
+    return [rng.standard_normal((height, width), dtype=np.float32) for _ in range(NOISE_FIELDS)]
+
+
+def moving_train(
+    name: str,
+    seed: int,
+    width: int,
+    height: int,
+    fps: int,
+    seconds: float,
+    truth: Truth,
+    first_id: int = 0,
+) -> Iterator[np.ndarray]:
+    """A train scrolling right to left past the fixed camera, graffiti painted on beforehand."""
+    setup = SETUPS[name]
+    layout, train_rng, bg_rng, graf_rng, light_rng = streams(seed, 5, SCENARIOS.index(name) + 1)
+    body = int(height * layout.uniform(0.5, 0.6))
+    rail_y = int(height * 0.92)
+    origin_y = rail_y - strip_height(body)
+    strip = build_train(train_rng, body, setup.carriages, setup.distractor_level)
+    rgb = strip.rgb.copy()
+    marks = []
+    for carriage in setup.tagged:
+        bx0, _, bx1, _ = strip.bodies[carriage]
+        placements = place_graffiti(
+            graf_rng, strip, (int(bx0), int(bx1)), setup.per_carriage, first_id + len(marks)
+        )
+        marks += [paint(strip, rgb, p, 1.0) for p in placements]
+    bg = background.render(bg_rng, setup.background, width, height, rail_y)
+    light = _base_light(light_rng)
+    noise = _noise(light_rng, width, height)
+    count = int(round(seconds * fps))
+    start, end = 0.55 * width, 0.45 * width - strip.width
+    step = (end - start) / (count - 1) * setup.speed
+    blur = int(np.clip(abs(step) * 0.5, 1, 9))
+    for i in range(count):
+        origin_x = int(round(start + step * i))
+        objects = [
+            a
+            for m in marks
+            if (a := annotate(m, origin_x, origin_y, width, height)) is not None
+            and a.visible >= MIN_VISIBLE
+        ]
+        truth.record(objects)
+        shot = replace(setup.light(light, i / fps * SEGMENT_SECONDS / seconds), blur=blur)
+        scene = frame(bg, rgb, strip, origin_x, origin_y)
+        yield lighting.apply(scene, shot, noise[i % NOISE_FIELDS])
+
+
+def spraying(
+    seed: int, width: int, height: int, fps: int, seconds: float, truth: Truth, first_id: int = 0
+) -> Iterator[np.ndarray]:
+    """A parked carriage: a tag is sprayed stroke by stroke, then a blob.
+
+    On the 15 s timeline the tag grows from 2 s to 8 s and the blob from 10 s to 11.5 s;
+    shorter videos compress the same timeline.
+    """
+    salt = SCENARIOS.index("spraying") + 1
+    layout, train_rng, bg_rng, graf_rng, light_rng = streams(seed, 5, salt)
+    body = int(height * layout.uniform(0.55, 0.65))
+    rail_y = int(height * 0.93)
+    origin_y = rail_y - strip_height(body)
+    strip = build_train(train_rng, body, 2, 0.5)
+    bx0, _, bx1, _ = strip.bodies[0]
+    origin_x = -int(bx0 + (bx1 - bx0 - width) * layout.uniform(0.3, 0.7))
+    window = (-origin_x + width // 4, -origin_x + 3 * width // 4)
+    tag = place_graffiti(graf_rng, strip, window, 1, first_id, kinds=("tag",))
+    blob = place_graffiti(
+        graf_rng, strip, (-origin_x + 50, -origin_x + width // 3), 1, first_id + 1, kinds=("blob",)
+    )
+    k = seconds / SEGMENT_SECONDS
+    schedule: list[tuple[Placement, float, float]] = [(p, 2.0 * k, 8.0 * k) for p in tag]
+    schedule += [(p, 10.0 * k, 11.5 * k) for p in blob if not _clash(p, tag)]
+    bg = background.render(bg_rng, str(layout.choice(["depot", "platform"])), width, height, rail_y)
+    light = _base_light(light_rng)
+    noise = _noise(light_rng, width, height)
+    for i in range(int(round(seconds * fps))):
+        t = i / fps
+        rgb = strip.rgb.copy()
+        objects = []
+        for placement, t0, t1 in schedule:
+            if t < t0:
+                continue
+            mark = paint(strip, rgb, placement, (t - t0 + 1 / fps) / (t1 - t0))
+            ann = annotate(mark, origin_x, origin_y, width, height)
+            if ann is not None:
+                objects.append(ann)
+        truth.record(objects)
+        scene = frame(bg, rgb, strip, origin_x, origin_y)
+        yield lighting.apply(scene, light, noise[i % NOISE_FIELDS])
+
+
+def _clash(p: Placement, others: list[Placement]) -> bool:
+    return any(
+        abs(p.x - o.x) < o.spec.height * o.spec.letters and abs(p.y - o.y) < o.spec.height
+        for o in others
+    )
+
+
+def _segment(
+    name: str,
+    seed: int,
+    width: int,
+    height: int,
+    fps: int,
+    seconds: float,
+    truth: Truth,
+    first_id: int,
+) -> Iterator[np.ndarray]:
+    if name == "spraying":
+        return spraying(seed, width, height, fps, seconds, truth, first_id)
+    return moving_train(name, seed, width, height, fps, seconds, truth, first_id)
+
+
+def generate(
+    scenario: str,
+    seed: int,
+    width: int = 1280,
+    height: int = 720,
+    fps: int = 25,
+    seconds: float = SEGMENT_SECONDS,
+) -> tuple[Iterator[np.ndarray], Truth]:
+    """Frames of ``scenario`` (lazily) and the ground truth they fill in as they are drawn.
+
+    ``seconds`` is the length of one scenario; the demo is the four scenarios back to back
+    (4 x 15 s), each from its own seed derived from ``seed``, with appearance ids kept unique
+    across segments.
+    """
+    truth = Truth(scenario, seed, width, height, fps)
+    parts = ["passing", "spraying", "clean", "tunnel"] if scenario == "demo" else [scenario]
+
+    def frames() -> Iterator[np.ndarray]:
+        for k, name in enumerate(parts):
+            first = len(truth.frames)
+            part_seed = seed * 10 + k if scenario == "demo" else seed
+            yield from _segment(name, part_seed, width, height, fps, seconds, truth, 100 * k)
+            truth.segments.append(
+                {
+                    "scenario": name,
+                    "seed": part_seed,
+                    "first_frame": first,
+                    "last_frame": len(truth.frames) - 1,
+                }
+            )
+
+    return frames(), truth
