@@ -43,7 +43,8 @@ def test_demo_changes_a_setting_live_and_leaves_no_process(
     assert "applied live, no restart" in out
     assert "rejected: trigger.min_score = 7" in out
     assert "still in force: trigger.min_score = 0.7" in out
-    assert "[5/5] stopped: detector exit 0, uploader exit 0, camera exit 0" in out
+    assert "model graffiti-sample" in out and "detected: graffiti" in out
+    assert "[6/6] stopped: detector exit 0, uploader exit 0, camera exit 0" in out
 
 
 def test_up_stops_every_module_after_duration(tmp_path: Path) -> None:

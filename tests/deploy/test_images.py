@@ -96,10 +96,25 @@ def test_dockerfile_conventions(dockerfile: Path) -> None:
         assert health == [] and not [s for s in steps if s[0] == "EXPOSE"]
 
 
+def _import_time_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node Python runs when the file is imported: not the bodies of functions.
+
+    An import inside a function (the local-only CLI commands import ``samples`` that way) runs
+    only when that function does, so it does not make a package a dependency of the image."""
+    found: list[ast.AST] = []
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        found.append(node)
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            pending.extend(ast.iter_child_nodes(node))
+    return found
+
+
 def _first_party_imports(folder: Path) -> set[str]:
     names: set[str] = set()
     for path in folder.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _import_time_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module.split(".")[0])
             elif isinstance(node, ast.Import):
