@@ -24,7 +24,6 @@ from edge_link.supervisor import ModuleProcess, Supervisor
 NOT_BUILT_YET = [
     "RTSP sampling, event trigger and clip recording (camera module)",
     "the RTSP camera + Azurite pipeline in this demo (uploads need a blob endpoint)",
-    "model updates over the twin",
 ]
 # A scene the demonstration model never saw in training (see samples/evaluate.py).
 DEMO_SCENE_SEED = 900_000_007

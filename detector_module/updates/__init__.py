@@ -1,0 +1,1 @@
+"""Model updates over the twin: download, verify, unpack, repository, manager (issue 5)."""

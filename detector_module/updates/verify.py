@@ -1,0 +1,52 @@
+"""Checksums of a downloaded package: ContentMD5 (base64 of the MD5 digest) and/or sha256."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+from pathlib import Path
+
+
+class VerifyError(ValueError):
+    """The file does not match the checksum the twin gave (or none was given)."""
+
+
+def digests(path: Path) -> tuple[str, str]:
+    """(base64 MD5, hex sha256) of a file, read in 1 MiB blocks."""
+    md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            md5.update(block)
+            sha.update(block)
+    return base64.b64encode(md5.digest()).decode("ascii"), sha.hexdigest()
+
+
+def _md5_bytes(content_md5: str) -> bytes:
+    value = content_md5.strip()
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raw = b""
+    if len(raw) != 16 and len(value) == 32:  # tolerate a hex digest too
+        with contextlib.suppress(ValueError):
+            raw = bytes.fromhex(value)
+    if len(raw) != 16:
+        raise VerifyError(f"content_md5 {value!r} is not a base64 (or hex) MD5 digest")
+    return raw
+
+
+def verify(path: Path, *, content_md5: str | None, sha256: str | None,
+           allow_unverified: bool = False) -> None:
+    """Raise VerifyError unless every checksum given matches; with none, unless allowed."""
+    if not content_md5 and not sha256:
+        if allow_unverified:
+            return
+        raise VerifyError("the twin gives no checksum (content_md5 or sha256) and "
+                          "model_repository.allow_unverified is false")
+    md5_b64, sha_hex = digests(path)
+    if content_md5 and base64.b64decode(md5_b64) != _md5_bytes(content_md5):
+        raise VerifyError(f"MD5 mismatch: expected {content_md5.strip()}, got {md5_b64}")
+    if sha256 and sha256.lower() != sha_hex:
+        raise VerifyError(f"sha256 mismatch: expected {sha256.lower()}, got {sha_hex}")

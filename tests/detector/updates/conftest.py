@@ -1,0 +1,105 @@
+"""Fixtures for the model update tests: packages, a package server, a running detector."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from config.registry import module_spec
+from detector_module.service import DetectorService
+from edge_link.runtime import ModuleRuntime, RuntimeOptions
+from tests.detector.models import sample_manifest, yolov8_model
+from tests.detector.test_api import Running, twin_text
+from tests.detector.updates.server import PackageServer
+
+ROWS = [[160, 160, 64, 32, 0.9, 0.1]]
+
+
+def md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324
+
+
+def package_bytes(version: str, *, pad: int = 0, model: bytes | None = None,
+                  labels: bool = True, extra: dict[str, bytes] | None = None,
+                  name: str = "graffiti-test") -> bytes:
+    """A package zip in memory; ``pad`` adds that many incompressible bytes."""
+    manifest = {**sample_manifest(320, 320), "name": name, "version": version}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("model.onnx", model if model is not None else yolov8_model(ROWS, 2))
+        if labels:
+            zf.writestr("labels.txt", "graffiti\nperson\n")
+        else:
+            manifest.pop("labels_file")
+        zf.writestr("manifest.json", json.dumps(manifest))
+        if pad:
+            zf.writestr("padding.bin", os.urandom(pad))
+        for member, data in (extra or {}).items():
+            zf.writestr(member, data)
+    return buf.getvalue()
+
+
+class Detector(Running):
+    """test_api's Running, taking the twin as a dict (its ``model`` section included)."""
+
+    def __init__(self, root: Path, model_path: Path | None, twin: dict) -> None:  # noqa: D107
+        self.root = root
+        self.twin_file = root / "detector.yaml"
+        self.data_dir = root / "data"
+        self.twin = {"inference": {"cache_dir": str(root / "ov_cache")}, **twin}
+        self.twin_file.write_text(twin_text(**self.twin))
+        self.runtime = ModuleRuntime(module_spec("detector"),
+                                     RuntimeOptions(self.twin_file, self.data_dir, 2),
+                                     environ={})
+        self.runtime.start()
+        self.service = DetectorService(self.runtime, model_path=model_path, port=0)
+        self.service.start()
+        assert self.service.port is not None
+        self.port = self.service.port
+        self.stopped = False
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            super().stop()
+
+
+@pytest.fixture
+def server() -> Iterator[PackageServer]:
+    with PackageServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def base_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("base") / "graffiti-test-1.0.0.zip"
+    path.write_bytes(package_bytes("1.0.0"))
+    return path
+
+
+@pytest.fixture
+def detector(tmp_path: Path, base_package: Path) -> Iterator[Callable[..., Detector]]:
+    """Start a detector whose repository is tmp_path/repo; stops every one started."""
+    started: list[Detector] = []
+
+    def _start(model: Path | None = base_package, desired: dict | None = None,
+               **repo: object) -> Detector:
+        repository = {"dir": str(tmp_path / "repo"), "retry": {"initial_s": 0.05, "max_s": 0.2},
+                      "read_timeout_s": 5, "connect_timeout_s": 2, **repo}
+        twin: dict = {"model_repository": repository}
+        if desired is not None:
+            twin["model"] = desired
+        running = Detector(tmp_path, model, twin)
+        started.append(running)
+        return running
+    yield _start
+    for running in started:
+        running.stop()
