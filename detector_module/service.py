@@ -189,12 +189,17 @@ class DetectorService:
             self.runtime.report("inference", {"status": "failed", "error": str(exc)})
             return
         self.slot.swap(model)
+        self._report_loaded(model)
+
+    def _report_loaded(self, model: LoadedModel) -> dict[str, Any]:
+        """Say in the reported properties which model serves, on which providers."""
         info = model.info()
         self.runtime.report("inference", {
             "status": "loaded", "model": {k: info[k] for k in ("name", "version", "format")},
             "providers": info["providers"], "device": info["device"],
             "precision": info["precision"], "numThreads": info["num_threads"],
             "fallbackReason": info["fallback_reason"], "loadedAt": info["loaded_at"]})
+        return info
 
     # -- model updates (issue 5) --------------------------------------------------------
 
@@ -229,13 +234,7 @@ class DetectorService:
             sanity_check(model)
             self._package = package
             self.slot.swap(model)
-        info = model.info()
-        self.runtime.report("inference", {
-            "status": "loaded", "model": {k: info[k] for k in ("name", "version", "format")},
-            "providers": info["providers"], "device": info["device"],
-            "precision": info["precision"], "numThreads": info["num_threads"],
-            "fallbackReason": info["fallback_reason"], "loadedAt": info["loaded_at"]})
-        return info
+        return self._report_loaded(model)
 
 
 def sanity_check(model: LoadedModel) -> None:
