@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from camera_module.service import CameraService
 from edge_link.runtime import ModuleRuntime, Service, module_main
 
 DESCRIPTION = (
@@ -14,7 +15,7 @@ DESCRIPTION = (
 
 def build(runtime: ModuleRuntime) -> list[Service]:
     """The module's own services, started once its settings are in force."""
-    return []
+    return [CameraService(runtime)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

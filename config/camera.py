@@ -122,8 +122,10 @@ class RecordingSettings(Section):
                                  unit="s", ge=0, le=300)
     max_clip_s: float = setting(60.0, "A longer event is split into parts of at most this "
                                 "length, sharing the event id.", unit="s", ge=5, le=3600)
-    on_demand_max_s: float = setting(120.0, "Longest clip the `record` direct method may ask for.",
-                                     unit="s", gt=0, le=3600)
+    on_demand_max_s: float = setting(
+        60.0, "Longest clip the `record` direct method may ask for (the last N seconds). The "
+        "ring buffer holds this much of the camera's video in memory (about bitrate x seconds: "
+        "30 MB at 4 Mbit/s for 60 s), so raise it with care.", unit="s", gt=0, le=600)
     outbox_dir: Path = setting(
         Path("data/outbox"), "Folder shared with the uploader; finished clips appear here "
         "atomically. Relative paths are relative to the working directory.", restart=True,

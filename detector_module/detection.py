@@ -13,26 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from config.detection import Detection
+
 #: Candidates kept before NMS. Bounds the greedy NMS at a low threshold (YOLO heads emit
 #: thousands of rows) so one frame can never take seconds of CPU.
 MAX_CANDIDATES = 2000
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One object found in an image (ARCHITECTURE.md's Detection contract, version 1).
-
-    ``box`` is ``(x1, y1, x2, y2)`` normalised to the original image, 0..1, top-left origin.
-    """
-
-    label: str
-    class_id: int
-    score: float
-    box: tuple[float, float, float, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "class_id": self.class_id, "score": round(self.score, 6),
-                "box": [round(v, 6) for v in self.box]}
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from edge_link.local import invoke_local_method
 from edge_link.supervisor import ModuleProcess, Supervisor
 
 NOT_BUILT_YET = [
-    "RTSP sampling, event trigger and clip recording (camera module)",
-    "the RTSP camera + Azurite pipeline in this demo (uploads need a blob endpoint)",
+    "the full pipeline in this demo (a local RTSP camera playing the sample video, clips, "
+    "uploads to Azurite); the camera module runs here without a camera and says so",
+    "the operator clip viewer",
 ]
 # A scene the demonstration model never saw in training (see samples/evaluate.py).
 DEMO_SCENE_SEED = 900_000_007

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from samples.inference import Detection, Detector
+from config.detection import Detection
+from samples.inference import Detector
 from samples.metrics import average_precision, iou_matrix, match_counts
 from samples.world.encode import read_frames, write_mp4
 from samples.world.scene import still

@@ -15,21 +15,12 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from config.detection import Detection
 from samples.package import read_package
 
 log = logging.getLogger(__name__)
 
 NMS_IOU = 0.5
-
-
-@dataclass(frozen=True)
-class Detection:
-    """Same shape as the product's detection contract: normalised [x1, y1, x2, y2]."""
-
-    label: str
-    class_id: int
-    score: float
-    box: tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,118 @@
+"""Encoded video as the camera sent it, and the ring buffer that holds the pre-roll.
+
+Clips are copied from these packets without re-encoding, so the buffer keeps the bytes, the
+timestamps and enough about the stream (:class:`StreamInfo`) to mux them later, even after
+the connection they came from is gone.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from fractions import Fraction
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """What a muxer needs to know about one connection's video stream.
+
+    A reconnect makes a new ``StreamInfo`` (``session`` counts up): timestamps restart and
+    parameters may change, so the clip writer treats each session as its own run."""
+
+    session: int
+    codec: str
+    width: int
+    height: int
+    fps: float
+    time_base: Fraction
+    extradata: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPacket:
+    """One access unit (all slices of one frame).
+
+    ``t`` is the module's monotonic clock at which the frame belongs in real time: stream time
+    anchored to the arrival of the first packet, so the burst a server sends at connect does
+    not squeeze timestamps. ``arrived`` is when it actually arrived (for latency figures)."""
+
+    data: bytes
+    pts: int
+    dts: int
+    keyframe: bool
+    t: float
+    arrived: float
+    info: StreamInfo
+
+    @property
+    def duration_hint(self) -> int:
+        """One frame in stream time-base units, for the last packet of a run."""
+        return max(1, round(1 / (self.info.fps * self.info.time_base)))
+
+
+class PacketRing:
+    """Encoded packets covering at least ``keep_s`` seconds, always starting at a keyframe.
+
+    The buffer trims whole GOPs from the front, and only while the *next* keyframe is still
+    old enough, so a pre-roll that asks for ``keep_s`` seconds always finds a keyframe at or
+    before that point. Memory is the camera's bitrate times ``keep_s`` plus one GOP.
+    """
+
+    def __init__(self, keep_s: float) -> None:
+        self._keep_s = keep_s
+        self._packets: deque[EncodedPacket] = deque()
+        self._lock = threading.Lock()
+        self._bytes = 0
+
+    @property
+    def keep_s(self) -> float:
+        return self._keep_s
+
+    @keep_s.setter
+    def keep_s(self, value: float) -> None:
+        with self._lock:
+            self._keep_s = value
+            self._trim()
+
+    def append(self, packet: EncodedPacket) -> None:
+        with self._lock:
+            if not self._packets and not packet.keyframe:
+                return  # useless until a keyframe: nothing before it can be decoded
+            self._packets.append(packet)
+            self._bytes += len(packet.data)
+            self._trim()
+
+    def since(self, t: float) -> list[EncodedPacket]:
+        """Packets from the last keyframe at or before ``t`` (or the oldest one) to now."""
+        with self._lock:
+            packets = list(self._packets)
+        start = 0
+        for index, packet in enumerate(packets):
+            if packet.keyframe and packet.t <= t:
+                start = index
+            elif packet.t > t:
+                break
+        return packets[start:]
+
+    def stats(self) -> dict[str, float | int]:
+        with self._lock:
+            span = self._packets[-1].t - self._packets[0].t if self._packets else 0.0
+            return {"packets": len(self._packets), "bytes": self._bytes,
+                    "span_s": round(span, 2)}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._packets.clear()
+            self._bytes = 0
+
+    def _trim(self) -> None:
+        if not self._packets:
+            return
+        horizon = self._packets[-1].t - self._keep_s
+        while True:
+            second_key = next((i for i, p in enumerate(self._packets) if i and p.keyframe), None)
+            if second_key is None or self._packets[second_key].t > horizon:
+                return
+            for _ in range(second_key):
+                self._bytes -= len(self._packets.popleft().data)

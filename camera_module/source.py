@@ -1,0 +1,284 @@
+"""The video source: an RTSP camera (or a video file) that is allowed to misbehave.
+
+One thread per source opens the stream with PyAV (TCP transport, open and read timeouts, so a
+hung camera cannot block for a minute), hands every access unit to the ring buffer and, for
+the detect stream, decodes it and offers the frames to the sampler. When the stream fails,
+hangs or stalls it reconnects with capped exponential backoff, counts what happened and says
+online/offline through ``on_status``. Nothing here waits on the detector or the disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import av
+
+from camera_module.packets import EncodedPacket, StreamInfo
+from config.camera import StreamSettings
+from config.logs import event
+from edge_link.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+PacketSink = Callable[[EncodedPacket], None]
+FrameSink = Callable[[av.VideoFrame, float, float], None]
+StatusSink = Callable[[str, "SourceStats"], None]
+# A live stream arriving later than its timestamps say by more than this (a lagging camera,
+# a network gap) moves the anchor to the arrival time instead of letting the error grow.
+REANCHOR_S = 1.0
+
+
+class StreamStalled(Exception):
+    """No frame for ``stall_timeout_s`` although the connection is up."""
+
+
+class StreamEnded(Exception):
+    """A video file (not looped) reached its end."""
+
+
+@dataclass
+class SourceStats:
+    """Counters reported as the ``stream`` reported property and in logs."""
+
+    status: str = "connecting"
+    connects: int = 0
+    reconnects: int = 0
+    stalls: int = 0
+    failures: int = 0
+    packets: int = 0
+    frames: int = 0
+    last_error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def report(self) -> dict[str, Any]:
+        return {"status": self.status, "connects": self.connects, "reconnects": self.reconnects,
+                "stalls": self.stalls, "failures": self.failures, "packets": self.packets,
+                "frames": self.frames, "lastError": self.last_error, **self.info}
+
+
+def is_file(url: str) -> bool:
+    return "://" not in url
+
+
+class StreamSource:
+    """Reads one URL in its own thread until stopped, reconnecting as needed."""
+
+    def __init__(self, name: str, url: str, settings: Callable[[], StreamSettings], *,
+                 on_packet: PacketSink | None = None, on_frame: FrameSink | None = None,
+                 on_status: StatusSink | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self.url = url
+        self._settings = settings
+        self._on_packet = on_packet
+        self._on_frame = on_frame
+        self._on_status = on_status
+        self._clock = clock
+        self.stats = SourceStats()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._session = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"source-{self.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _status(self, status: str) -> None:
+        if status == self.stats.status:
+            return
+        self.stats.status = status
+        event(log, logging.INFO if status == "online" else logging.WARNING,
+              f"stream.{status}", source=self.name, url=self.url,
+              reconnects=self.stats.reconnects, stalls=self.stats.stalls,
+              error=self.stats.last_error)
+        if self._on_status is not None:
+            self._on_status(self.name, self.stats)
+
+    def _run(self) -> None:
+        cfg = self._settings()
+        backoff = Backoff(cfg.reconnect.initial_s, cfg.reconnect.max_s)
+        while not self._stop.is_set():
+            cfg = self._settings()
+            backoff.initial, backoff.maximum = cfg.reconnect.initial_s, cfg.reconnect.max_s
+            try:
+                container = self._open(cfg)
+            except (av.FFmpegError, OSError) as exc:
+                self.stats.failures += 1
+                self.stats.last_error = f"open: {exc}"
+                self._status("offline")
+                self._stop.wait(backoff.next())
+                continue
+            self.stats.connects += 1
+            if self.stats.connects > 1:
+                self.stats.reconnects += 1
+            try:
+                self._pump(container, cfg, backoff)
+            except StreamEnded:
+                self._status("ended")
+                return
+            except StreamStalled as exc:
+                self.stats.stalls += 1
+                self.stats.last_error = str(exc)
+            except (av.FFmpegError, OSError, ValueError) as exc:
+                self.stats.failures += 1
+                if isinstance(exc, av.ExitError | TimeoutError):
+                    self.stats.stalls += 1  # the read timeout fired: the camera hung
+                self.stats.last_error = f"read: {exc}"
+            finally:
+                self._close(container)
+            if not self._stop.is_set():
+                self._status("offline")
+                self._stop.wait(backoff.next())
+
+    def _close(self, container: av.container.InputContainer) -> None:
+        """Drain the decoder's frame threads before closing: closing a container whose
+        frame-threaded decoder still holds frames deadlocks inside FFmpeg/PyAV."""
+        stream = container.streams.video[0] if container.streams.video else None
+        if self._on_frame is not None and stream is not None:
+            # A broken stream may refuse to flush; closing is all that is left then.
+            with contextlib.suppress(av.FFmpegError, ValueError):
+                stream.codec_context.decode(None)
+        container.close()
+
+    def _open(self, cfg: StreamSettings) -> av.container.InputContainer:
+        # PyAV's timeouts guard open and read; FFmpeg's own socket timeout (microseconds)
+        # also bounds the RTSP TEARDOWN on close, which would otherwise wait forever on a
+        # camera that stopped answering.
+        options = {} if is_file(self.url) else {
+            "rtsp_transport": cfg.transport, "timeout": str(int(cfg.read_timeout_s * 1e6))}
+        return av.open(self.url, options=options,
+                       timeout=(cfg.open_timeout_s, cfg.read_timeout_s))
+
+    def _pump(self, container: av.container.InputContainer, cfg: StreamSettings,
+              backoff: Backoff) -> None:
+        """Read packets until the stream fails, stalls, ends or the source is stopped."""
+        stream = container.streams.video[0]
+        decoder = stream.codec_context if self._on_frame is not None else None
+        if decoder is not None:
+            decoder.thread_type = "AUTO"
+        self._session += 1
+        rate = stream.average_rate or stream.guessed_rate or 25
+        info = StreamInfo(self._session, stream.codec_context.name, stream.width,
+                          stream.height, float(rate), Fraction(stream.time_base),
+                          bytes(stream.codec_context.extradata or b""))
+        self.stats.info = {"codec": info.codec, "width": info.width, "height": info.height,
+                           "fps": round(info.fps, 2)}
+        pace = self._stop.wait if is_file(self.url) else None
+        clock = _SessionClock(self._clock, info, pace=pace)
+        packets = container.demux(stream)
+        pending: list[av.Packet] = []
+        last_frame = self._clock()
+        while not self._stop.is_set():
+            packet = next(packets, None)
+            if packet is None or packet.dts is None and packet.size == 0:
+                if not is_file(self.url):
+                    raise StreamStalled("stream ended")
+                if pending:
+                    self._deliver(pending, clock, decoder)
+                    pending = []
+                if not cfg.loop_file:
+                    raise StreamEnded()
+                clock.next_loop()
+                container.seek(0, stream=stream)
+                packets = container.demux(stream)
+                continue
+            if packet.dts is None or packet.pts is None:
+                pending.append(packet)  # a slice without timestamps: part of the next frame
+                continue
+            if pending and pending[-1].dts is not None and pending[-1].dts != packet.dts:
+                if self._deliver(pending, clock, decoder):
+                    last_frame = self._clock()
+                    backoff.reset()
+                    self._status("online")
+                pending = []
+            pending.append(packet)
+            stall_s = self._settings().stall_timeout_s
+            if self._clock() - last_frame > stall_s:
+                raise StreamStalled(f"no frame for {stall_s} s")
+
+    def _deliver(self, parts: list[av.Packet], clock: _SessionClock,
+                 decoder: av.CodecContext | None) -> bool:
+        """Join the slices of one frame into an access unit, hand it on, decode it if this is
+        the detect stream; True when it produced (or, not decoding, is) a frame."""
+        last = parts[-1]
+        data = bytes(last) if len(parts) == 1 else b"".join(bytes(p) for p in parts)
+        unit = clock.unit(data, last.pts, last.dts, any(p.is_keyframe for p in parts))
+        self.stats.packets += 1
+        if self._on_packet is not None:
+            self._on_packet(unit)
+        if decoder is None or self._on_frame is None:
+            return True
+        if len(parts) == 1:
+            raw = last  # the common case: decode the demuxed packet itself, no copy
+        else:
+            raw = av.Packet(data)
+            raw.pts, raw.dts, raw.time_base = last.pts, last.dts, last.time_base
+        frames = decoder.decode(raw)
+        for frame in frames:
+            self.stats.frames += 1
+            self._on_frame(frame, clock.frame_time(frame.pts, unit), unit.arrived)
+        return bool(frames)
+
+
+class _SessionClock:
+    """Maps one session's stream timestamps onto the module's monotonic clock.
+
+    A file is paced to real time (it stands in for a camera) and gets a timestamp offset on
+    every loop so time keeps increasing; a live stream is anchored to the arrival of its
+    first packet and re-anchored when it arrives more than :data:`REANCHOR_S` late; the times
+    handed out never go backwards."""
+
+    def __init__(self, clock: Callable[[], float], info: StreamInfo, *,
+                 pace: Callable[[float], object] | None) -> None:
+        self._clock = clock
+        self._info = info
+        self._pace = pace
+        self._anchor: float | None = None
+        self._first = 0
+        self._offset = 0
+        self._last_dts = 0
+        self._last_t = float("-inf")
+
+    def next_loop(self) -> None:
+        one = max(1, round(1 / (self._info.fps * self._info.time_base)))
+        self._offset = self._last_dts + one
+
+    def unit(self, data: bytes, pts: int, dts: int, keyframe: bool) -> EncodedPacket:
+        now = self._clock()
+        pts, dts = pts + self._offset, dts + self._offset
+        self._last_dts = dts
+        if self._anchor is None:
+            self._anchor, self._first = now, dts
+        t = self._anchor + float((dts - self._first) * self._info.time_base)
+        if self._pace is not None:
+            if t > now:
+                self._pace(t - now)
+            now = t
+        elif now - t > REANCHOR_S:
+            # Arriving late (a lagging camera, a gap): move the anchor forward. Arriving early
+            # is normal (servers burst their first second or two) and keeps stream time.
+            self._anchor, self._first, t = now, dts, now
+        t = max(t, self._last_t)
+        self._last_t = t
+        return EncodedPacket(data, pts, dts, keyframe, t, now, self._info)
+
+    def frame_time(self, pts: int | None, unit: EncodedPacket) -> float:
+        """Clock time of a decoded frame (its pts may differ from the unit's dts)."""
+        if pts is None:
+            return unit.t
+        return unit.t + float((pts + self._offset - unit.dts) * self._info.time_base)
+
+

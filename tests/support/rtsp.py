@@ -1,0 +1,139 @@
+"""The camera for tests and benchmarks: a real GStreamer RTSP server on 127.0.0.1.
+
+The server is ``tests/support/rtsp_server.py`` run by Debian's ``/usr/bin/python3`` (the
+GStreamer bindings are apt packages, not wheels). ``stop()`` and ``start()`` keep the port, so
+a test can kill the camera mid-run and bring it back where the module expects it.
+
+:func:`write_marker_video` writes a small H.264 MP4 whose "graffiti" is a solid colour square
+shown over known time spans, so a test (and a fake detector that looks for the colour) knows
+exactly when a tag is visible without a trained model.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from tests.support.mosquitto import free_port, wait_for_port
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
+MARKER_RGB = (230, 20, 30)
+
+
+@dataclass
+class RtspServer:
+    """One RTSP server process; ``file`` (an H.264 MP4) or ``live`` ("1920x1080@25", a
+    videotestsrc ``pattern`` encoded live)."""
+
+    folder: Path
+    file: Path | None = None
+    live: str | None = None
+    pattern: str = "ball"
+    preset: str = "ultrafast"
+    mount: str = "/camera"
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://127.0.0.1:{self.port}{self.mount}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.folder / f"rtsp-{self.port}.log"
+
+    def start(self, timeout_s: float = 15.0) -> RtspServer:
+        media = (["--file", str(self.file)] if self.file else
+                 ["--live", str(self.live), "--pattern", self.pattern, "--preset", self.preset])
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as sink:
+            self.process = subprocess.Popen(
+                [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--mount",
+                 self.mount, *media], stdout=sink, stderr=sink, start_new_session=True)
+        try:
+            wait_for_port(self.port, timeout_s)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"RTSP server did not start; see {self.log_file}") from None
+        return self
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> RtspServer:
+        return self.start() if self.process is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+Box = tuple[float, float, float, float]
+RIGHT_BOX: Box = (0.6, 0.3, 0.8, 0.6)
+LEFT_BOX: Box = (0.1, 0.3, 0.3, 0.6)
+
+
+def write_marker_video(path: Path, seconds: float,
+                       spans: Sequence[tuple[float, float] | tuple[float, float, Box]], *,
+                       width: int = 640, height: int = 360, fps: int = 25,
+                       keyframe_s: float = 1.0) -> Path:
+    """An H.264 MP4 of a moving grey texture with a red square visible during each
+    ``(start_s, end_s[, box])`` span (box normalised, :data:`RIGHT_BOX` by default).
+    Keyframes every ``keyframe_s``, no B-frames, like a camera's low-latency stream."""
+    keyint = max(1, round(keyframe_s * fps))
+    rng = np.random.default_rng(7)
+    texture = rng.integers(60, 160, size=(height, width * 2, 3), dtype=np.uint8)
+    marks = [(span[0], span[1], span[2] if len(span) == 3 else RIGHT_BOX) for span in spans]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "profile": "main", "crf": "28",
+                          "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0"}
+        for index in range(round(seconds * fps)):
+            t = index / fps
+            shift = (index * 4) % width
+            image = np.ascontiguousarray(texture[:, shift:shift + width])
+            for start, end, (x1, y1, x2, y2) in marks:
+                if start <= t < end:
+                    image[round(y1 * height):round(y2 * height),
+                          round(x1 * width):round(x2 * width)] = MARKER_RGB
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def marker_visible(image: np.ndarray) -> bool:
+    """Whether an RGB frame shows the marker square (a few hundred strongly red pixels)."""
+    return int(np.count_nonzero(red_mask(image))) > 200
+
+
+def red_mask(image: np.ndarray) -> np.ndarray:
+    r, g, b = (image[..., i].astype(np.int16) for i in range(3))
+    return (r > 170) & (g < 90) & (b < 90)
+
+
+def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: float = 0.1) -> bool:
+    """Poll ``predicate()`` until it is true or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return bool(predicate())
