@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -36,7 +37,7 @@ def _generate_images(args: argparse.Namespace) -> int:
     path = generate_images(
         args.out, args.first_seed, args.count, args.width, args.height, args.clean_every
     )
-    print(path)
+    sys.stdout.write(f"{path}\n")
     return 0
 
 
@@ -49,7 +50,7 @@ def _generate_video(args: argparse.Namespace) -> int:
     truth_path = args.out.with_suffix(".json")
     truth_path.write_text(json.dumps(truth.to_json()) + "\n")
     log.info("event=truth_written path=%s appearances=%d", truth_path, len(truth.appearances()))
-    print(args.out)
+    sys.stdout.write(f"{args.out}\n")
     return 0
 
 
@@ -58,7 +59,7 @@ def _export_jsonl(args: argparse.Namespace) -> int:
 
     count = export_jsonl(args.annotations, args.out, args.url_prefix)
     log.info("event=jsonl_written path=%s lines=%d", args.out, count)
-    print(args.out)
+    sys.stdout.write(f"{args.out}\n")
     return 0
 
 
@@ -76,7 +77,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     package = args.package or latest_package()
     images, videos = evaluate(package, args.images, args.video_seed, args.provider)
-    print(format_report(package, images, videos))
+    sys.stdout.write(f"{format_report(package, images, videos)}\n")
     return 0
 
 
