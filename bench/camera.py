@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support.mosquitto import free_port, wait_for_port  # noqa: E402
+from tests.support.processes import stop_process  # noqa: E402
 from tests.support.rtsp import RtspServer  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -72,12 +73,7 @@ class Process:
         return (cpu_seconds(self.popen.pid) - self.cpu0) / (time.monotonic() - self.t0)
 
     def stop(self) -> None:
-        self.popen.terminate()
-        try:
-            self.popen.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
+        stop_process(self.popen, timeout_s=30)
 
 
 def bare_decode(url: str, seconds: float) -> None:

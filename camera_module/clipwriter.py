@@ -223,7 +223,8 @@ def temp_path(outbox: Path, name: str) -> Path:
     return outbox / f".{name}.tmp"
 
 
-def fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a folder's entries (so a rename survives a power cut)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -249,7 +250,7 @@ def publish(outbox: Path, stem: str, video_tmp: Path, thumbnail: bytes | None,
     thumb_tmp = temp_path(outbox, names["thumb"])
     side_tmp = temp_path(outbox, names["sidecar"])
     try:
-        fsync_file(video_tmp)
+        fsync_path(video_tmp)
         if thumbnail is not None:
             write_bytes_synced(thumb_tmp, thumbnail)
         write_bytes_synced(side_tmp, sidecar.model_dump_json(indent=2).encode())
@@ -263,14 +264,7 @@ def publish(outbox: Path, stem: str, video_tmp: Path, thumbnail: bytes | None,
                          outbox / names["thumb"]):
             leftover.unlink(missing_ok=True)
         raise
-    _fsync_dir(outbox)
+    fsync_path(outbox)
     written = [names["video"], names["sidecar"]] + ([names["thumb"]] if thumbnail else [])
     return {name: (outbox / name).stat().st_size for name in written}
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

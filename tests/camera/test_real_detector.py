@@ -24,7 +24,9 @@ import pytest
 from tests.camera.clips import iou, read_clip, sidecars
 from tests.camera.conftest import Camera, twin
 from tests.support.mosquitto import free_port, wait_for_port
-from tests.support.rtsp import RtspServer, wait_until
+from tests.support.polling import wait_until
+from tests.support.processes import stop_process
+from tests.support.rtsp import RtspServer
 
 pytestmark = pytest.mark.integration
 
@@ -57,12 +59,7 @@ def detector(tmp_path: Path) -> Iterator[str]:
         assert wait_until(lambda: _ready(url), 90), (tmp_path / "detector.log").read_text()
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_s=10)
 
 
 def _ready(url: str) -> bool:

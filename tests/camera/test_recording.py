@@ -24,7 +24,8 @@ from camera_module.trigger import Detection
 from config.camera import StreamSettings
 from config.clip import ClipSidecar
 from tests.camera.clips import read_clip
-from tests.support.rtsp import wait_until, write_marker_video
+from tests.support.polling import wait_until
+from tests.support.rtsp import write_marker_video
 
 
 def demux(path: Path, *, start_t: float = 100.0) -> list[EncodedPacket]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.mosquitto import free_port, wait_for_port
+from tests.support.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
@@ -69,12 +70,7 @@ class Azurite:
         """Terminate Azurite and wait until its port is closed."""
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout_s=10)
         self.process = None
 
 

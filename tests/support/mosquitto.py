@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.processes import stop_process
+
 MQTT_TLS_PORT = 8883
 
 
@@ -64,12 +66,7 @@ class Mosquitto:
     certs: tuple[Path, Path, Path]
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout_s=5)
 
 
 def start_mosquitto(folder: Path, host: str = "127.0.0.1", plain_port: int | None = None,

@@ -6,11 +6,12 @@ import time
 from collections.abc import Callable
 
 
-def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout_s`` passes; returns its last value."""
+def wait_until(predicate: Callable[[], object], timeout_s: float,
+               interval_s: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is truthy or ``timeout_s`` passes; whether it held."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
             return True
         time.sleep(interval_s)
-    return predicate()
+    return bool(predicate())

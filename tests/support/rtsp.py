@@ -12,8 +12,7 @@ exactly when a tag is visible without a trained model.
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import av
 import numpy as np
 
 from tests.support.mosquitto import free_port, wait_for_port
+from tests.support.processes import stop_process
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
@@ -67,12 +67,7 @@ class RtspServer:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout_s=5)
         self.process = None
 
     def __enter__(self) -> RtspServer:
@@ -128,12 +123,3 @@ def red_mask(image: np.ndarray) -> np.ndarray:
     r, g, b = (image[..., i].astype(np.int16) for i in range(3))
     return (r > 170) & (g < 90) & (b < 90)
 
-
-def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: float = 0.1) -> bool:
-    """Poll ``predicate()`` until it is true or ``timeout_s`` passes."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())

@@ -19,6 +19,7 @@ from config.layers import merge
 from config.store import changed_paths
 from config.uploader import UploaderSettings
 from tests.support.azurite import Azurite, start_azurite
+from tests.support.processes import stop_process
 from uploader_module.service import UploaderService
 
 SCRIPT = Path(sys.executable).parent / "uploader-module"
@@ -150,12 +151,7 @@ class UploaderProcess:
 
     def terminate(self) -> int:
         assert self.process is not None
-        self.process.terminate()
-        try:
-            return self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        return stop_process(self.process, timeout_s=20)
 
     def log(self) -> str:
         return self.log_file.read_text() if self.log_file.exists() else ""
