@@ -7,10 +7,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Test servers on 127.0.0.1: Mosquitto (+openssl for its throwaway CA) for the real-SDK twin
-# tests; the GStreamer RTSP server stack for the camera tests.
+# tests; the GStreamer RTSP server stack for the camera tests and the demo camera; Chromium for
+# the clip viewer's browser tests.
 APT_PACKAGES := mosquitto openssl gstreamer1.0-tools gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 \
 	python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly
+	gstreamer1.0-plugins-ugly chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help demo test lint setup system-deps python-deps node-deps docs clean

@@ -36,9 +36,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.mosquitto import free_port, wait_for_port  # noqa: E402
-from tests.support.processes import stop_process  # noqa: E402
-from tests.support.rtsp import RtspServer  # noqa: E402
+from local_run.processes import (  # noqa: E402
+    free_port,
+    stop_process,  # noqa: E402
+    wait_for_port,
+)
+from local_run.rtsp_camera import RtspServer  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 WARM_UP_S = 15.0

@@ -19,6 +19,7 @@ from config.errors import FieldError, SettingsRejected, errors_from_validation
 from config.layers import line_of, load_yaml_file
 from config.logs import setup_logging
 from config.registry import MODULES, module_spec
+from viewer.cli import add_parser as add_viewer_parser
 
 
 def check_file(path: Path, module: str) -> list[FieldError]:
@@ -69,14 +70,14 @@ def _config_docs(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from edge_link.local_demo import run_up
+    from local_run.demo import run_up
 
     return run_up(args.modules, config_dir=args.config_dir, data_root=args.data_dir,
                   duration_s=args.duration)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from edge_link.local_demo import run_demo
+    from local_run.demo import run_demo
 
     return run_demo(config_dir=args.config_dir, data_root=args.data_dir)
 
@@ -231,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     genconfig.add_argument("--allow-placeholders", action="store_true",
                            help="Write even if values are still .env.template <placeholders>.")
     genconfig.set_defaults(func=_deploy_genconfig)
+
+    add_viewer_parser(groups)
     return parser
 
 

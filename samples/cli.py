@@ -46,7 +46,8 @@ def _generate_video(args: argparse.Namespace) -> int:
     from samples.world.video import generate
 
     frames, truth = generate(args.scenario, args.seed, args.width, args.height, args.fps)
-    write_mp4(args.out, frames, args.width, args.height, args.fps, preset=args.preset)
+    write_mp4(args.out, frames, args.width, args.height, args.fps, preset=args.preset,
+              bframes=0)
     truth_path = args.out.with_suffix(".json")
     truth_path.write_text(json.dumps(truth.to_json()) + "\n")
     log.info("event=truth_written path=%s appearances=%d", truth_path, len(truth.appearances()))
@@ -108,13 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
         "generate-video",
         help="render an H.264 MP4 + ground-truth JSON",
         description="Writes FILE and FILE with a .json suffix (ground "
-        "truth: appearances with frame ranges, per-frame boxes).",
+        "truth: appearances with frame ranges, per-frame boxes). No B-frames, as from a "
+        "camera, so the simulated camera can replay it live.",
     )
     video.add_argument(
         "--scenario",
         choices=("passing", "spraying", "clean", "tunnel", "demo"),
         default="demo",
-        help="what happens in the video (default demo, 60 s)",
+        help="what happens in the video (default demo, 75 s)",
     )
     video.add_argument("--out", type=Path, required=True, help="output .mp4 file")
     video.add_argument("--seed", type=int, default=1)

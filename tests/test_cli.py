@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from config.cli import main
+from local_run.processes import free_port
 from tests.support.iothub import HubResponder
-from tests.support.mosquitto import free_port
 
 BIN = Path(sys.executable).parent
 

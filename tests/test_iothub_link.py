@@ -95,7 +95,8 @@ def test_offline_at_start_runs_on_last_good_then_applies_twin_after_reconnect(
     tmp_path: Path, data_dir: Path
 ) -> None:
     """A train that boots in a tunnel: no hub at start, then the hub comes and goes."""
-    from tests.support.mosquitto import free_port, make_certificates, start_mosquitto
+    from local_run.processes import free_port
+    from tests.support.mosquitto import make_certificates, start_mosquitto
 
     certs = make_certificates(tmp_path / "certs")
     plain = free_port()

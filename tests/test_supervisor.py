@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_link.local_demo import run_demo, run_up
-from edge_link.supervisor import Supervisor
+from local_run.demo import run_demo, run_up
+from local_run.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def config_dir(tmp_path: Path) -> Path:
     """The shipped twin files, with the detector on a free port so tests never collide."""
-    from tests.support.mosquitto import free_port
+    from local_run.processes import free_port
 
     folder = tmp_path / "config"
     folder.mkdir()

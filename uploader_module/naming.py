@@ -47,6 +47,8 @@ def blob_metadata(sidecar: ClipSidecar) -> dict[str, str]:
         "train": sidecar.train_id,
         "camera": sidecar.camera_id,
         "start_utc": sidecar.start_utc.astimezone(UTC).isoformat(),
+        "end_utc": sidecar.end_utc.astimezone(UTC).isoformat(),
+        "duration_s": f"{sidecar.video.duration_s:.3f}",
         "max_score": f"{sidecar.max_score:.4f}",
         "labels": ",".join(sidecar.labels),
         "model_name": sidecar.model.name,

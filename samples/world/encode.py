@@ -25,10 +25,18 @@ def write_mp4(
     keyframe_seconds: float = 2.0,
     preset: str = "veryfast",
     crf: int = 23,
+    bframes: int | None = None,
 ) -> int:
-    """Encode RGB uint8 frames to ``path``; returns the number of frames written."""
+    """Encode RGB uint8 frames to ``path``; returns the number of frames written.
+
+    ``bframes=0`` makes the stream a camera's: frames in display order, so it can be replayed
+    live over RTSP frame by frame (None keeps the preset's B-frames).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     keyint = max(1, int(round(keyframe_seconds * fps)))
+    x264 = f"keyint={keyint}:min-keyint={keyint}:scenecut=0"
+    if bframes is not None:
+        x264 += f":bframes={bframes}"
     count = 0
     with av.open(str(path), mode="w", options={"movflags": "+faststart"}) as container:
         stream = container.add_stream("libx264", rate=fps)
@@ -38,7 +46,7 @@ def write_mp4(
             "preset": preset,
             "crf": str(crf),
             "profile": "main",
-            "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0",
+            "x264-params": x264,
         }
         for image in frames:
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")

@@ -26,6 +26,9 @@ from samples.world.scene import (
 
 SCENARIOS: tuple[str, ...] = ("passing", "spraying", "clean", "tunnel", "demo")
 SEGMENT_SECONDS = 15.0
+# The demo ends on a clean stretch, so a looped demo video separates its last sighting from
+# the next pass's first one, and every clip gets its full post-roll.
+DEMO_PARTS = ("passing", "spraying", "clean", "tunnel", "clean")
 NOISE_FIELDS = 4
 
 
@@ -259,12 +262,12 @@ def generate(
 ) -> tuple[Iterator[np.ndarray], Truth]:
     """Frames of ``scenario`` (lazily) and the ground truth they fill in as they are drawn.
 
-    ``seconds`` is the length of one scenario; the demo is the four scenarios back to back
-    (4 x 15 s), each from its own seed derived from ``seed``, with appearance ids kept unique
+    ``seconds`` is the length of one scenario; the demo is :data:`DEMO_PARTS` back to back
+    (5 x 15 s), each from its own seed derived from ``seed``, with appearance ids kept unique
     across segments.
     """
     truth = Truth(scenario, seed, width, height, fps)
-    parts = ["passing", "spraying", "clean", "tunnel"] if scenario == "demo" else [scenario]
+    parts = DEMO_PARTS if scenario == "demo" else (scenario,)
 
     def frames() -> Iterator[np.ndarray]:
         for k, name in enumerate(parts):

@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tests.support.mosquitto import free_port
+from local_run.processes import free_port
 from tests.support.rtsp import red_mask
 
 MODEL = {"name": "marker-finder", "version": "1.0.0", "format": "fake",

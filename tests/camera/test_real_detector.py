@@ -21,12 +21,11 @@ import av
 import numpy as np
 import pytest
 
+from local_run.processes import free_port, stop_process, wait_for_port
+from local_run.rtsp_camera import RtspServer
 from tests.camera.clips import iou, read_clip, sidecars
 from tests.camera.conftest import Camera, twin
-from tests.support.mosquitto import free_port, wait_for_port
 from tests.support.polling import wait_until
-from tests.support.processes import stop_process
-from tests.support.rtsp import RtspServer
 
 pytestmark = pytest.mark.integration
 

@@ -1,8 +1,6 @@
-"""Azurite (Microsoft's Azure Storage emulator) on 127.0.0.1, from the project's npm install.
+"""Azurite for the tests (the launcher is :mod:`local_run.azurite`, shared with the demo).
 
-Blob service only, data in a folder (not in memory) so a test can stop Azurite and start it
-again on the same port with everything still there, as a Blob on Edge module restarting
-would. ``ByteCounter`` is a TCP relay put between a client and Azurite: it counts the bytes the
+``ByteCounter`` is a TCP relay put between a client and Azurite: it counts the bytes the
 client sends, which is how the tests and the benchmark measure what an upload re-sends.
 """
 
@@ -10,73 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
 import threading
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from tests.support.mosquitto import free_port, wait_for_port
-from tests.support.processes import stop_process
+from local_run.azurite import ACCOUNT, DEV_KEY, Azurite, connection_string, start_azurite
+from local_run.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
-ACCOUNT = "devstoreaccount1"
-# Azurite's published development key (the same in every Azurite install); test use only.
-DEV_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
-           "KBHBeksoGMGw==")
-
-
-def connection_string(port: int, key: str = DEV_KEY, account: str = ACCOUNT) -> str:
-    """A storage connection string for an Azurite (or relay) listening on ``port``."""
-    return (f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};"
-            f"BlobEndpoint=http://127.0.0.1:{port}/{account};")
-
-
-@dataclass
-class Azurite:
-    """One Azurite blob service; ``stop()`` and ``start()`` keep its port and its data."""
-
-    location: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def connection_string(self) -> str:
-        return connection_string(self.port)
-
-    @property
-    def log_file(self) -> Path:
-        return self.location.parent / f"{self.location.name}.log"
-
-    def start(self, timeout_s: float = 20.0) -> Azurite:
-        if not AZURITE_BLOB.exists():
-            raise RuntimeError(f"{AZURITE_BLOB} is missing; `make test` installs Azurite from "
-                               "npm (npm ci)")
-        self.location.mkdir(parents=True, exist_ok=True)
-        command = [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-                   "--location", str(self.location), "--disableTelemetry",
-                   "--skipApiVersionCheck", "--loose"]
-        with self.log_file.open("ab") as sink:
-            self.process = subprocess.Popen(command, stdout=sink, stderr=sink,
-                                            start_new_session=True)
-        try:
-            wait_for_port(self.port, timeout_s)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"Azurite did not start: {self.log_file.read_text()}") from None
-        return self
-
-    def stop(self) -> None:
-        """Terminate Azurite and wait until its port is closed."""
-        if self.process is None:
-            return
-        stop_process(self.process, timeout_s=10)
-        self.process = None
-
-
-def start_azurite(folder: Path) -> Azurite:
-    """Start an Azurite whose data lives in ``folder``/azurite."""
-    return Azurite(folder / "azurite").start()
+__all__ = ["ACCOUNT", "DEV_KEY", "Azurite", "ByteCounter", "connection_string", "start_azurite"]
 
 
 class ByteCounter:

@@ -1,8 +1,4 @@
-"""The camera for tests and benchmarks: a real GStreamer RTSP server on 127.0.0.1.
-
-The server is ``tests/support/rtsp_server.py`` run by Debian's ``/usr/bin/python3`` (the
-GStreamer bindings are apt packages, not wheels). ``stop()`` and ``start()`` keep the port, so
-a test can kill the camera mid-run and bring it back where the module expects it.
+"""Videos for the camera tests (the RTSP server itself is :mod:`local_run.rtsp_camera`).
 
 :func:`write_marker_video` writes a small H.264 MP4 whose "graffiti" is a solid colour square
 shown over known time spans, so a test (and a fake detector that looks for the colour) knows
@@ -11,72 +7,13 @@ exactly when a tag is visible without a trained model.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 import numpy as np
 
-from tests.support.mosquitto import free_port, wait_for_port
-from tests.support.processes import stop_process
-
-SYSTEM_PYTHON = "/usr/bin/python3"
-SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
 MARKER_RGB = (230, 20, 30)
-
-
-@dataclass
-class RtspServer:
-    """One RTSP server process; ``file`` (an H.264 MP4) or ``live`` ("1920x1080@25", a
-    videotestsrc ``pattern`` encoded live)."""
-
-    folder: Path
-    file: Path | None = None
-    live: str | None = None
-    pattern: str = "ball"
-    preset: str = "ultrafast"
-    mount: str = "/camera"
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}{self.mount}"
-
-    @property
-    def log_file(self) -> Path:
-        return self.folder / f"rtsp-{self.port}.log"
-
-    def start(self, timeout_s: float = 15.0) -> RtspServer:
-        media = (["--file", str(self.file)] if self.file else
-                 ["--live", str(self.live), "--pattern", self.pattern, "--preset", self.preset])
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as sink:
-            self.process = subprocess.Popen(
-                [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--mount",
-                 self.mount, *media], stdout=sink, stderr=sink, start_new_session=True)
-        try:
-            wait_for_port(self.port, timeout_s)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"RTSP server did not start; see {self.log_file}") from None
-        return self
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        stop_process(self.process, timeout_s=5)
-        self.process = None
-
-    def __enter__(self) -> RtspServer:
-        return self.start() if self.process is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
 Box = tuple[float, float, float, float]
 RIGHT_BOX: Box = (0.6, 0.3, 0.8, 0.6)
 LEFT_BOX: Box = (0.1, 0.3, 0.3, 0.6)

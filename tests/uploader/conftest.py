@@ -18,8 +18,8 @@ import yaml
 from config.layers import merge
 from config.store import changed_paths
 from config.uploader import UploaderSettings
+from local_run.processes import stop_process
 from tests.support.azurite import Azurite, start_azurite
-from tests.support.processes import stop_process
 from uploader_module.service import UploaderService
 
 SCRIPT = Path(sys.executable).parent / "uploader-module"

@@ -73,7 +73,8 @@ def test_metadata_values_are_ascii_and_carry_the_contract_fields(tmp_path: Path)
     meta = blob_metadata(sidecar)
     assert meta["event_id"] == "ev-2" and meta["camera"] == "cam-01"
     assert meta["train"] == "train-0001" and meta["model_version"] == "1.2.0"
-    assert meta["max_score"] == "0.8765"
+    assert meta["max_score"] == "0.8765" and meta["duration_s"] == "12.000"
+    assert meta["end_utc"] == sidecar.end_utc.isoformat()
     assert meta["labels"] == "graffiti,tag-%C3%BC"
     assert all(v.isascii() and v.isprintable() for v in meta.values())
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from local_run.processes import free_port
 from tests.support.azurite import Azurite, connection_string, start_azurite
-from tests.support.mosquitto import free_port
 from tests.uploader.clips import at, video_bytes, write_clip
 from tests.uploader.conftest import FakeHost, settings_doc, wait_for
 from uploader_module.service import UploaderService

@@ -12,7 +12,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.support.mosquitto import free_port
+from local_run.processes import free_port
 
 
 class PackageServer:

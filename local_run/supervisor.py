@@ -58,22 +58,44 @@ class Supervisor:
         self.stop()
 
     def start(self) -> None:
+        for name in self.modules:
+            self.running.append(self._spawn(name))
+
+    def _spawn(self, name: str) -> ModuleProcess:
         logs = self.data_root / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for name in self.modules:
-            data_dir = self.data_root / name
-            log_file = logs / f"{name}.log"
-            command = [sys.executable, "-m", f"{name}_module", "--data-dir", str(data_dir)]
-            twin = self.config_dir / f"{name}.yaml"
-            if twin.exists():
-                command += ["--config", str(twin)]
-            env = {k: v for k, v in self.env.items() if not k.startswith("IOTEDGE_")}
-            with log_file.open("ab") as sink:
-                process = subprocess.Popen(command, stdout=sink, stderr=sink, env=env,
-                                           start_new_session=True)
-            self.running.append(ModuleProcess(name, process, data_dir, log_file))
-            event(log, logging.INFO, "supervisor.started", module=name, pid=process.pid,
-                  log=log_file)
+        data_dir = self.data_root / name
+        log_file = logs / f"{name}.log"
+        command = [sys.executable, "-m", f"{name}_module", "--data-dir", str(data_dir)]
+        twin = self.config_dir / f"{name}.yaml"
+        if twin.exists():
+            command += ["--config", str(twin)]
+        env = {k: v for k, v in self.env.items() if not k.startswith("IOTEDGE_")}
+        with log_file.open("ab") as sink:
+            process = subprocess.Popen(command, stdout=sink, stderr=sink, env=env,
+                                       start_new_session=True)
+        event(log, logging.INFO, "supervisor.started", module=name, pid=process.pid,
+              log=log_file)
+        return ModuleProcess(name, process, data_dir, log_file)
+
+    def module(self, name: str) -> ModuleProcess:
+        return next(m for m in self.running if m.name == name)
+
+    def restart(self, name: str, *, crash: bool = False) -> ModuleProcess:
+        """Stop one module (SIGKILL when ``crash``, as a power cut or OOM kill would) and
+        start it again, the way edgeAgent restarts a failed module."""
+        old = self.module(name)
+        _signal_group(old.process, signal.SIGKILL if crash else signal.SIGTERM)
+        try:
+            old.process.wait(15)
+        except subprocess.TimeoutExpired:
+            _signal_group(old.process, signal.SIGKILL)
+            old.process.wait()
+        event(log, logging.INFO, "supervisor.restarting", module=name, crash=crash,
+              exit_code=old.process.returncode)
+        new = self._spawn(name)
+        self.running[self.running.index(old)] = new
+        return new
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
         """Until every module has reported it started; a module that exits is an error."""

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from edge_link.local import invoke_local_method
-from edge_link.supervisor import ModuleProcess, Supervisor
+from local_run.supervisor import ModuleProcess, Supervisor
 
 NOT_BUILT_YET = [
     "the full pipeline in this demo (a local RTSP camera playing the sample video, clips, "

@@ -1,0 +1,189 @@
+"""The operator page in headless Chromium (Debian's, driven by Playwright) on Azurite clips."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.polling import wait_until
+from tests.viewer.server import ROOT, ViewerProcess
+
+pytestmark = pytest.mark.integration
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make test does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, viewer: ViewerProcess) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.goto(viewer.url + "/")
+    yield tab
+    context.close()
+    assert errors == []
+
+
+def cards(page: Any) -> list[str]:
+    return page.eval_on_selector_all(".clip", "els => els.map(e => e.dataset.id)")
+
+
+def shown(page: Any, count: int) -> bool:
+    return wait_until(lambda: len(cards(page)) == count, 15)
+
+
+def test_list_shows_the_clips_grouped(page: Any, clip_ids: list[str],
+                                      artifacts: Path) -> None:
+    assert shown(page, len(clip_ids)), cards(page)
+    assert sorted(cards(page)) == sorted(clip_ids)
+    groups = page.eval_on_selector_all(".group h3", "els => els.map(e => e.textContent)")
+    assert groups[0] == "2026-11-22 · train-0002 · cam-03"
+    assert "2026-11-21 · train-0001 · cam-01" in groups
+    assert wait_until(lambda: page.evaluate(
+        "[...document.querySelectorAll('.clip img')].every(i => i.complete && "
+        "i.naturalWidth > 0)"), 15)
+    first = page.locator(".clip").first
+    assert first.locator(".time").inner_text() == "06:00:00 UTC"
+    assert first.locator(".score").inner_text() == "0.80"
+    page.screenshot(path=str(artifacts / "list.png"), full_page=True)
+
+
+def test_filters_narrow_the_list(page: Any, clip_ids: list[str]) -> None:
+    assert shown(page, len(clip_ids))
+    page.fill("#f-train", "train-0002")
+    page.click("#apply")
+    assert shown(page, 3), cards(page)
+    assert all(c.startswith("train-0002/") for c in cards(page))
+    page.fill("#f-score", "0.75")
+    page.click("#apply")
+    assert shown(page, 2), cards(page)
+    page.fill("#f-train", "")
+    page.fill("#f-score", "")
+    page.fill("#f-from", "2026-11-21")
+    page.fill("#f-to", "2026-11-21")
+    page.fill("#f-camera", "cam-02")
+    page.click("#apply")
+    assert shown(page, 1), cards(page)
+    page.click("#clear-filters")
+    assert shown(page, len(clip_ids))
+
+
+def overlay_pixels(page: Any) -> int:
+    return int(page.evaluate("""() => {
+        const c = document.querySelector('#overlay');
+        if (!c.width || !c.height) return 0;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+        return n;
+    }"""))
+
+
+def test_clip_plays_with_boxes_and_timeline(page: Any, clip_ids: list[str],
+                                            artifacts: Path) -> None:
+    clip = next(c for c in clip_ids if c.endswith("_ev-a1"))
+    assert shown(page, len(clip_ids))
+    page.click(f".clip[data-id='{clip}'] img")
+    page.wait_for_selector("#player:not([hidden])")
+    assert wait_until(lambda: page.evaluate("document.querySelector('#video').readyState") >= 2,
+                      15), page.evaluate("document.querySelector('#video').error?.message")
+    marks = page.eval_on_selector_all("#timeline .mark", "els => els.map(e => +e.dataset.t)")
+    assert len(marks) >= 5
+    page.evaluate("document.querySelector('#video').play()")
+    assert wait_until(lambda: page.evaluate("document.querySelector('#video').currentTime")
+                      > 0.5, 15)
+    # Boxes are drawn while it plays: painted pixels on the overlay and the drawn count.
+    assert wait_until(lambda: overlay_pixels(page) > 100, 10)
+    assert int(page.get_attribute("#overlay", "data-boxes") or 0) >= 1
+    page.screenshot(path=str(artifacts / "playing.png"))
+    # The timeline jumps: a click on a detection mark moves the video there.
+    page.evaluate("document.querySelector('#video').pause()")
+    target = marks[len(marks) // 2]
+    page.click(f"#timeline .mark[data-t='{target:g}']")
+    assert wait_until(lambda: abs(page.evaluate(
+        "document.querySelector('#video').currentTime") - target) < 0.05, 5)
+    assert wait_until(lambda: overlay_pixels(page) > 100, 5)
+
+
+def test_review_survives_a_reload(page: Any, viewer: ViewerProcess,
+                                  clip_ids: list[str]) -> None:
+    clip = next(c for c in clip_ids if c.endswith("_ev-a3"))
+    assert shown(page, len(clip_ids))
+    page.click(f".clip[data-id='{clip}'] img")
+    page.wait_for_selector("#player:not([hidden])")
+    page.check("#review input[value='false_positive']")
+    page.fill("#note", "reflection of a poster")
+    page.click("#save")
+    assert wait_until(lambda: page.inner_text("#review-status").startswith("saved"), 10), \
+        page.inner_text("#review-status")
+    page.reload()
+    assert shown(page, len(clip_ids))
+    card = page.locator(f".clip[data-id='{clip}']")
+    assert card.get_attribute("data-state") == "false_positive"
+    assert card.locator(".badge").inner_text() == "false positive"
+    card.locator("img").click()
+    assert wait_until(lambda: page.input_value("#note") == "reflection of a poster", 10)
+    assert page.is_checked("#review input[value='false_positive']")
+    # Another operator's change in between: the page says so instead of overwriting it.
+    status, detail = viewer.json("GET", f"/api/clips/{clip}")
+    viewer.json("PUT", f"/api/reviews/{clip}", {"state": "confirmed",
+                                                 "etag": detail["review_etag"]})
+    page.check("#review input[value='cleaned']")
+    page.click("#save")
+    assert wait_until(lambda: "changed by someone else" in page.inner_text("#review-status"),
+                      10)
+
+
+def test_export_writes_automl_jsonl(viewer: ViewerProcess, clip_ids: list[str],
+                                    viewer_azurite: Any, tmp_path: Path) -> None:
+    marks = {"ev-a1": "confirmed", "ev-b1": "false_positive"}
+    for event_id, state in marks.items():
+        clip = next(c for c in clip_ids if c.endswith("_" + event_id))
+        status, detail = viewer.json("GET", f"/api/clips/{clip}")
+        status, _ = viewer.json("PUT", f"/api/reviews/{clip}",
+                                {"state": state, "etag": detail["review_etag"]})
+        assert status == 200
+    out = tmp_path / "set"
+    result = subprocess.run(
+        [sys.executable, "-m", "viewer", "export", "--out", str(out)], cwd=ROOT,
+        capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin",
+             "UPLOADER_UPLOAD__CONNECTION_STRING": viewer_azurite.connection_string})
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
+    assert lines
+    labelled = [x for x in lines if x["label"]]
+    negatives = [x for x in lines if not x["label"]]
+    assert labelled and negatives
+    assert any("ev-a1" in x["image_url"] for x in labelled)
+    assert all("ev-b1" not in x["image_url"] for x in labelled)
+    assert any("ev-b1" in x["image_url"] for x in negatives)
+    for line in lines:
+        assert set(line) == {"image_url", "image_details", "label"}
+        assert (out / line["image_url"]).stat().st_size > 1000
+        assert line["image_details"] == {"format": "jpg", "width": "640px", "height": "360px"}
+        for box in line["label"]:
+            assert box["label"] == "graffiti" and box["isCrowd"] == 0
+            assert 0 <= box["topX"] < box["bottomX"] <= 1
+            assert 0 <= box["topY"] < box["bottomY"] <= 1
+    assert "AccountKey" not in result.stdout + result.stderr

@@ -1,0 +1,211 @@
+"""Units: clip ids, ranges, settings, and the catalog's filters and pages on a fake container."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from viewer import reviews
+from viewer.catalog import Catalog, Filters, decode_cursor
+from viewer.clipid import BadClipId, parse
+from viewer.export import _box, parse_states, pick_frames
+from viewer.ranges import Unsatisfiable, parse_range
+from viewer.settings import ViewerSettings
+from viewer.store import Conflict, Entry, Missing
+
+
+class FakeStore:
+    """An in-memory container with ETags, counting list calls."""
+
+    describe = "fake container"
+
+    def __init__(self) -> None:
+        self.blobs: dict[str, tuple[bytes, dict[str, str], str]] = {}
+        self.list_calls: list[str] = []
+        self._n = 0
+
+    def put(self, name: str, data: bytes = b"x", **meta: str) -> None:
+        self._n += 1
+        self.blobs[name] = (data, meta, f'"{self._n}"')
+
+    async def folders(self, prefix: str) -> list[str]:
+        self.list_calls.append(prefix)
+        found = {prefix + n[len(prefix):].split("/", 1)[0] + "/"
+                 for n in self.blobs if n.startswith(prefix) and "/" in n[len(prefix):]}
+        return sorted(found)
+
+    async def entries(self, prefix: str) -> list[Entry]:
+        self.list_calls.append(prefix)
+        return [Entry(n, m, e, len(d)) for n, (d, m, e) in sorted(self.blobs.items())
+                if n.startswith(prefix)]
+
+    async def read(self, name: str) -> tuple[bytes, str]:
+        if name not in self.blobs:
+            raise Missing(name)
+        return self.blobs[name][0], self.blobs[name][2]
+
+    async def size(self, name: str) -> int:
+        return len((await self.read(name))[0])
+
+    async def stream(self, name: str, offset: int, length: int) -> AsyncIterator[bytes]:
+        yield (await self.read(name))[0][offset:offset + length]
+
+    async def write(self, name: str, data: bytes, *, content_type: str,
+                    metadata: dict[str, str], etag: str | None) -> str:
+        current = self.blobs.get(name)
+        if (etag is None and current is not None) or (
+                etag is not None and (current is None or current[2] != etag)):
+            raise Conflict(name)
+        self.put(name, data, **metadata)
+        return self.blobs[name][2]
+
+    async def close(self) -> None:
+        pass
+
+
+def clip(store: FakeStore, clip_id: str, score: float, **extra: str) -> None:
+    meta = {"max_score": f"{score:.4f}", "start_utc": "2026-11-21T10:00:00+00:00",
+            "event_id": clip_id.rsplit("_", 1)[1], **extra}
+    for suffix in (".mp4", ".jpg", ".json"):
+        store.put(clip_id + suffix, **meta)
+
+
+IDS = [
+    "t1/c1/2026/11/21/100000_e1", "t1/c1/2026/11/21/120000_e2", "t1/c2/2026/11/21/110000_e3",
+    "t2/c1/2026/11/21/090000_e4", "t1/c1/2026/11/20/230000_e5", "t2/c1/2026/10/31/080000_e6",
+    "t1/c1/2025/12/31/235959_e7",
+]
+
+
+@pytest.fixture
+def store() -> FakeStore:
+    fake = FakeStore()
+    for n, clip_id in enumerate(IDS):
+        clip(fake, clip_id, 0.5 + n * 0.05)
+    fake.put("t1/c1/2026/11/21/130000_half.mp4")  # no sidecar yet: not a clip
+    fake.put("notes.txt")
+    return fake
+
+
+def ids(page: Any) -> list[str]:
+    return [str(c.id) for c in page.clips]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_order_is_newest_day_first_grouped_by_train_and_camera(store: FakeStore) -> None:
+    page = run(Catalog(store).page(Filters(), 100))
+    assert ids(page) == [
+        "t1/c1/2026/11/21/120000_e2", "t1/c1/2026/11/21/100000_e1", "t1/c2/2026/11/21/110000_e3",
+        "t2/c1/2026/11/21/090000_e4", "t1/c1/2026/11/20/230000_e5",
+        "t2/c1/2026/10/31/080000_e6", "t1/c1/2025/12/31/235959_e7",
+    ]
+    assert page.next is None
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 4, 7])
+def test_pages_cover_every_clip_once(store: FakeStore, limit: int) -> None:
+    catalog = Catalog(store)
+    seen, cursor = [], None
+    for _ in range(20):
+        page = run(catalog.page(Filters(), limit, cursor))
+        assert len(page.clips) <= limit
+        seen += ids(page)
+        cursor = page.next
+        if cursor is None:
+            break
+    assert seen == ids(run(catalog.page(Filters(), 100)))
+
+
+def test_filters_narrow_the_listing_prefix(store: FakeStore) -> None:
+    catalog = Catalog(store)
+    filters = Filters(train="t1", camera="c1", day_from=Filters.from_query(
+        {"from": "2026-11-21"}).day_from)
+    assert ids(run(catalog.page(filters, 100))) == ["t1/c1/2026/11/21/120000_e2",
+                                                    "t1/c1/2026/11/21/100000_e1"]
+    # Only t1/c1 was walked and only the 2026/11/21 day listed with its blobs.
+    assert all(p.startswith("t1/c1/") for p in store.list_calls)
+    assert "t1/c1/2026/11/21/" in store.list_calls
+    assert "t1/c1/2026/11/20/" not in store.list_calls
+    high = run(catalog.page(Filters(min_score=0.74), 100))
+    assert ids(high) == ["t2/c1/2026/10/31/080000_e6", "t1/c1/2025/12/31/235959_e7"]
+    window = Filters.from_query({"from": "2026-10-01", "to": "2026-11-20"})
+    assert ids(run(catalog.page(window, 100))) == ["t1/c1/2026/11/20/230000_e5",
+                                                   "t2/c1/2026/10/31/080000_e6"]
+
+
+def test_review_state_filter_and_conflicts(store: FakeStore) -> None:
+    catalog = Catalog(store)
+    target = parse(IDS[0])
+    _, etag = run(reviews.write(store, target, "confirmed", "tag on door", None))
+    with pytest.raises(Conflict):  # someone else saw no review either
+        run(reviews.write(store, target, "false_positive", "", None))
+    with pytest.raises(Conflict):
+        run(reviews.write(store, target, "false_positive", "", '"stale"'))
+    run(reviews.write(store, target, "cleaned", "", etag))
+    assert ids(run(catalog.page(Filters(state="cleaned"), 100))) == [IDS[0]]
+    assert IDS[0] not in ids(run(catalog.page(Filters(state="unreviewed"), 100)))
+    review, _ = run(reviews.read(store, target))
+    assert review is not None and review.state == "cleaned"
+
+
+@pytest.mark.parametrize("bad", [
+    "../t1/c1/2026/11/21/100000_e1", "/t1/c1/2026/11/21/100000_e1", "t1\\c1/2026/11/21/1_e",
+    "t1/c1/2026/11/21/100000_%2e%2e", "t1/c1/2026/11/21/100000_e1/../../x", "t1/c1/x",
+    "t1/c1/2026/11/21/100000_e..1", "", "t1/c1/2026/11/21/100000_",
+])
+def test_clip_ids_outside_the_layout_are_refused(bad: str) -> None:
+    with pytest.raises(BadClipId):
+        parse(bad)
+
+
+def test_bad_filters_and_cursors_are_refused() -> None:
+    for query in ({"train": "../x"}, {"train": "a/b"}, {"min_score": "2"},
+                  {"from": "yesterday"}, {"state": "maybe"}):
+        with pytest.raises(BadClipId):
+            Filters.from_query(query)
+    for cursor in ("garbage!", "eyJ2IjoxfQ", ""):
+        with pytest.raises(BadClipId):
+            decode_cursor(cursor)
+
+
+def test_ranges() -> None:
+    assert parse_range(None, 100) is None
+    assert parse_range("bytes=0-9", 100) == (0, 9)
+    assert parse_range("bytes=90-", 100) == (90, 99)
+    assert parse_range("bytes=-10", 100) == (90, 99)
+    assert parse_range("bytes=50-500", 100) == (50, 99)
+    assert parse_range("bytes=0-1,5-6", 100) is None  # several ranges: whole blob
+    for bad in ("bytes=100-", "bytes=-0", "bytes=200-300"):
+        with pytest.raises(Unsatisfiable):
+            parse_range(bad, 100)
+
+
+def test_settings_refuse_open_bind_without_token() -> None:
+    base = {"connection_string": "UseDevelopmentStorage=true"}
+    assert ViewerSettings(**base).problems() == []
+    assert ViewerSettings(**base, host="::1").problems() == []
+    assert "without an access token" in ViewerSettings(**base, host="0.0.0.0").problems()[0]
+    assert ViewerSettings(**base, host="0.0.0.0", token="x" * 16).problems() == []
+    assert "shorter" in ViewerSettings(**base, host="0.0.0.0", token="short").problems()[0]
+    assert "connection string" in ViewerSettings().problems()[0]
+
+
+def test_export_helpers() -> None:
+    from config.clip import FrameDetections
+
+    frames = [FrameDetections(t_s=i / 5, detections=[] if i % 2 else [
+        {"label": "graffiti", "class_id": 0, "score": 0.9, "box": (0.1, 0.2, 0.3, 0.4)}])
+        for i in range(40)]
+    picked = pick_frames(frames, 5)
+    assert len(picked) == 5 and all(f.detections for f in picked)
+    assert picked[0].t_s == 0 and picked[-1].t_s > 6
+    assert _box((1.2, -0.1, 0.5, 0.6)) == [0.5, 0.0, 1.0, 0.6]
+    assert parse_states("confirmed, false_positive") == ("confirmed", "false_positive")
+    with pytest.raises(ValueError):
+        parse_states("confirmed,unreviewed")

@@ -1,0 +1,156 @@
+"""``graffiti-edge viewer``: serve the operator page (default) or export a training set.
+
+``add_parser(groups)`` plugs the command into ``config/cli.py``; ``python -m viewer`` runs the
+same options on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from config.logs import event, setup_logging
+from viewer.settings import ViewerSettings, connection_string_from_env, read_token
+
+log = logging.getLogger("viewer")
+
+
+def _storage_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument("--container", default=default("graffiti-clips"),
+                        help="Blob container of the clips (default graffiti-clips).")
+    parser.add_argument("--api-version", default=default("2019-07-07"),
+                        help="Storage API version (default 2019-07-07, what Blob on Edge "
+                        "accepts).")
+    parser.add_argument("--log-level", default=default("INFO"),
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def _serve_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument("--host", default=default("127.0.0.1"),
+                        help="Address to serve on (default 127.0.0.1; any other needs a token).")
+    parser.add_argument("--port", type=int, default=default(8090),
+                        help="TCP port (default 8090).")
+    parser.add_argument("--token-file", type=Path, default=default(None),
+                        help="File holding the access token (else GRAFFITI_VIEWER_TOKEN).")
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> ViewerSettings:
+    return ViewerSettings(connection_string=connection_string_from_env(),
+                          container=args.container, api_version=args.api_version, **extra)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from viewer.app import make_app
+
+    setup_logging("viewer", level=args.log_level)
+    try:
+        token = read_token(args.token_file)
+        settings = _settings(args, host=args.host, port=args.port, token=token)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"viewer: {exc}\n")
+        return 2
+    problems = settings.problems()
+    if problems:
+        for problem in problems:
+            sys.stderr.write(f"viewer: {problem}\n")
+        return 2
+    app = make_app(settings)
+    event(log, logging.INFO, "viewer.started", url=f"http://{settings.host}:{settings.port}/",
+          container=settings.container, auth="token" if token else "none (loopback)")
+    web.run_app(app, host=settings.host, port=settings.port, print=None,
+                access_log=None, handle_signals=True)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from viewer import export
+    from viewer.catalog import Catalog
+    from viewer.store import AzureStore, StoreError
+
+    setup_logging("viewer", level=args.log_level)
+    try:
+        states = export.parse_states(args.state)
+        settings = _settings(args)
+    except ValueError as exc:
+        sys.stderr.write(f"viewer export: {exc}\n")
+        return 2
+    problems = [p for p in settings.problems() if "connection string" in p]
+    if problems:
+        sys.stderr.write(f"viewer export: {problems[0]}\n")
+        return 2
+
+    async def run() -> export.ExportResult:
+        store = AzureStore(settings)
+        try:
+            return await export.export(Catalog(store, 0), store, args.out, states,
+                                       url_prefix=args.url_prefix, max_frames=args.max_frames)
+        finally:
+            await store.close()
+
+    try:
+        result = asyncio.run(run())
+    except StoreError as exc:
+        sys.stderr.write(f"viewer export: {exc}\n")
+        return 1
+    sys.stdout.write(f"{args.out / export.JSONL}: {result.images} images from {result.clips} "
+                     f"clips ({result.skipped} skipped)\n")
+    return 0
+
+
+def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the viewer's options and sub-commands (serve is the default) to ``parser``."""
+    _storage_options(parser, suppress=False)
+    _serve_options(parser, suppress=False)
+    parser.set_defaults(func=_serve)
+    commands = parser.add_subparsers(dest="viewer_command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve", help="Serve the operator page (the default).",
+        description="Serve the clip viewer page on --host:--port.")
+    _storage_options(serve, suppress=True)
+    _serve_options(serve, suppress=True)
+    serve.set_defaults(func=_serve)
+    out = commands.add_parser(
+        "export", help="Write reviewed clips as an Azure ML AutoML JSONL training set.",
+        description="Frames at the detection times of reviewed clips: confirmed ones with "
+        "their boxes, false positives as negatives (no labels). Writes DIR/images/*.jpg and "
+        "DIR/train.jsonl.")
+    _storage_options(out, suppress=True)
+    out.add_argument("--out", type=Path, required=True, metavar="DIR", help="Output folder.")
+    out.add_argument("--state", default="confirmed,false_positive",
+                     help="Review states to export, comma-separated (default "
+                     "confirmed,false_positive; cleaned counts as labelled).")
+    out.add_argument("--url-prefix", default="", help="Prepended to images/<file> in "
+                     "image_url, e.g. azureml://datastores/<ds>/paths/<folder>/.")
+    out.add_argument("--max-frames", type=int, default=10,
+                     help="Frames per clip at most, spread over its detections (0: all).")
+    out.set_defaults(func=_export)
+    return parser
+
+
+def add_parser(groups: Any) -> argparse.ArgumentParser:
+    """The ``viewer`` sub-command for ``graffiti-edge`` (``groups`` from add_subparsers)."""
+    return configure(groups.add_parser(
+        "viewer", help="Operator clip viewer: list, play, review clips; export training sets.",
+        description="Serve the operator clip viewer on the clips in Blob Storage (on IoT Edge "
+        "or in the cloud), or export reviewed clips as a training set. The connection string "
+        "comes from GRAFFITI_VIEWER_CONNECTION_STRING (else UPLOADER_UPLOAD__CONNECTION_STRING)."
+    ))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = configure(argparse.ArgumentParser(
+        prog="python -m viewer", description="Operator clip viewer (see docs/viewer.md)."))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
