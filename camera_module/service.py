@@ -179,23 +179,27 @@ class CameraService:
     # -- detect loop ----------------------------------------------------------------------
 
     def _detect_loop(self) -> None:
-        backoff = Backoff(1.0, 10.0)
+        # The detector runs on the same machine: probing it every 2 s at most costs little
+        # and keeps the camera blind for under 2 s once it is back.
+        backoff = Backoff(0.5, 2.0)
         while not self._stop.is_set():
             sample = self.slot.take(0.2)
             settings: CameraSettings = self.runtime.settings
-            # A sample may still be on its way for this long: ticking behind it keeps an
-            # event from ending while the frame that would confirm it is at the detector.
-            behind = settings.sampling.request_timeout_s + 1.0 / settings.sampling.detect_fps
-            if sample is None:
+            if sample is not None:
+                self._latest = sample
+            scored = None if sample is None else self._ask(sample, settings)
+            if scored is None:
+                # No answer (no frame, or the detector is down): time still passes, so an
+                # event whose post-roll has run out ends and its clip is written. Ticking
+                # behind by one request keeps an event from ending while the frame that
+                # would confirm it is at the detector.
+                behind = settings.sampling.request_timeout_s + 1.0 / settings.sampling.detect_fps
                 with self._lock:
                     actions = self.trigger.tick(self._clock() - behind)
                 self._decide(actions, None)
                 self.recorder.close_late(self._clock())
-                continue
-            self._latest = sample
-            scored = self._ask(sample, settings)
-            if scored is None:
-                self._stop.wait(backoff.next())
+                if sample is not None:
+                    self._stop.wait(backoff.next())
                 continue
             backoff.reset()
             with self._lock:

@@ -159,6 +159,23 @@ def test_detector_stopped_the_module_keeps_streaming_and_recovers(
     assert facts.marker_from_s is not None and facts.marker_from_s >= PRE_ROLL_S - 0.25
 
 
+def test_event_ends_and_its_clip_is_written_while_the_detector_is_down(
+        server: Callable[..., RtspServer], fake_detector: FakeDetector,
+        camera: StartCamera) -> None:
+    rtsp = server(14, [(2.0, 4.0)])
+    cam = camera(twin(rtsp.url, fake_detector.url, Path(rtsp.folder)))
+    assert wait_until(lambda: cam.of_type("event_started"), 10)
+    assert cam.service.status()["recording"]["activeEvent"]
+    fake_detector.stop()  # during the event: nothing can confirm or end it through a sample
+    assert wait_until(lambda: cam.service.status()["detector"]["status"] == "down", 5)
+    wait_for_clips(cam, 1, 10)
+    assert cam.service.status()["detector"]["status"] == "down"
+    (sidecar,) = sidecars(cam.outbox)
+    facts = read_clip(cam.outbox / f"{sidecar.stem}.mp4")
+    last_hit = max(f.t_s for f in sidecar.detections if f.detections)
+    assert facts.duration_s >= last_hit + POST_ROLL_S - 0.3  # the post-roll is all there
+
+
 def test_threshold_change_through_the_yaml_twin_applies_without_restart(
         server: Callable[..., RtspServer], fake_detector: FakeDetector,
         camera: StartCamera) -> None:

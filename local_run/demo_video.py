@@ -1,0 +1,53 @@
+"""The demo video: rendered from the sample world's seed on first use, never committed."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEMO_VIDEO = Path("samples/generated/demo.mp4")
+WIDTH, HEIGHT, FPS, SEED = 1280, 720, 25, 1
+
+
+def truth_path(video: Path) -> Path:
+    return video.with_suffix(".json")
+
+
+def load_truth(video: Path) -> dict[str, Any]:
+    return json.loads(truth_path(video).read_text())
+
+
+def ensure_demo_video(video: Path = DEMO_VIDEO,
+                      progress: Callable[[int, int], None] = lambda done, total: None) -> Path:
+    """Render the demo scenario to ``video`` (and its ground truth beside it) if missing.
+
+    Written to temporary names and renamed, so an interrupted render is never mistaken for a
+    finished one. ``progress(frames_done, frames_total)`` is called now and then.
+    """
+    if video.exists() and truth_path(video).exists():
+        return video
+    from samples.world.encode import write_mp4
+    from samples.world.video import DEMO_PARTS, SEGMENT_SECONDS, generate
+
+    total = round(len(DEMO_PARTS) * SEGMENT_SECONDS * FPS)
+    frames, truth = generate("demo", SEED, WIDTH, HEIGHT, FPS)
+
+    def counted() -> Iterator[np.ndarray]:
+        for index, frame in enumerate(frames):
+            if index % FPS == 0:
+                progress(index, total)
+            yield frame
+        progress(total, total)
+
+    tmp_video = video.with_name(f".{video.name}.tmp.mp4")
+    tmp_truth = video.with_name(f".{video.stem}.tmp.json")
+    write_mp4(tmp_video, counted(), WIDTH, HEIGHT, FPS, bframes=0)
+    tmp_truth.write_text(json.dumps(truth.to_json()) + "\n")
+    os.replace(tmp_truth, truth_path(video))
+    os.replace(tmp_video, video)
+    return video
