@@ -19,6 +19,7 @@ from config.errors import FieldError, SettingsRejected, errors_from_validation
 from config.layers import line_of, load_yaml_file
 from config.logs import setup_logging
 from config.registry import MODULES, module_spec
+from local_run.demo_video import DEMO_VIDEO
 from viewer.cli import add_parser as add_viewer_parser
 
 
@@ -77,9 +78,17 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from local_run.demo import run_demo
+    from local_run.demo import DemoOptions, run_demo
 
-    return run_demo(config_dir=args.config_dir, data_root=args.data_dir)
+    return run_demo(DemoOptions(config_dir=args.config_dir, data_root=args.data_dir,
+                                video=args.video, duration_s=args.duration))
+
+
+def _simulate_camera(args: argparse.Namespace) -> int:
+    from local_run.demo import simulate_camera
+
+    return simulate_camera(args.video, port=args.port, mount=args.mount,
+                           folder=args.data_dir / "camera")
 
 
 def _samples(args: argparse.Namespace) -> int:
@@ -178,10 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
                     metavar="MODULE", help=f"Modules to run (default: {' '.join(module_names)}).")
     up.add_argument("--duration", type=float, help="Stop after this many seconds.")
     demo = groups.add_parser(
-        "demo", help="Show the modules running locally with a live settings change.",
-        description="Start the three modules locally, change a threshold in the camera's twin "
-        "file and show it applied live, call a direct method, then stop everything.",
+        "demo", help="The sample video through the whole product, to clips in blob storage.",
+        description="Run everything on this machine: Azurite as Blob Storage on IoT Edge, a "
+        "simulated RTSP camera playing the sample video in a loop (rendered on first use), and "
+        "the three modules as processes with config/<module>.yaml as their twins. Shows a live "
+        "settings change, then the stream, detections, events, clips written and uploaded; "
+        "stops after one pass of the video (or Ctrl-C) and prints a summary. Point "
+        "stream.detect_url in config/camera.yaml at a real camera to watch it instead.",
     )
+    demo.add_argument("--video", type=Path, default=DEMO_VIDEO,
+                      help=f"Video the simulated camera plays (default {DEMO_VIDEO}, rendered "
+                      "if missing).")
+    demo.add_argument("--duration", type=float,
+                      help="Seconds to watch (default one pass of the video).")
     for sub in (up, demo):
         sub.add_argument("--config-dir", type=Path, default=Path("config"),
                          help="Folder with <module>.yaml twin files (default config).")
@@ -189,6 +207,21 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Folder for module data and logs (default data).")
     up.set_defaults(func=_up)
     demo.set_defaults(func=_demo)
+
+    camera = groups.add_parser(
+        "simulate-camera", help="Play a video as a live RTSP camera on 127.0.0.1 until Ctrl-C.",
+        description="Serve an H.264 MP4 over RTSP as a live camera would: looped on the wall "
+        "clock, shared by all clients, not re-encoded (Debian's GStreamer RTSP server; `make "
+        "demo` installs it). Then `graffiti-edge up` runs the modules against it.",
+    )
+    camera.add_argument("--video", type=Path, default=DEMO_VIDEO,
+                        help=f"H.264 MP4 without B-frames (default {DEMO_VIDEO}, rendered if "
+                        "missing).")
+    camera.add_argument("--port", type=int, default=8554, help="RTSP port (default 8554).")
+    camera.add_argument("--mount", default="/camera", help="Path (default /camera).")
+    camera.add_argument("--data-dir", type=Path, default=Path("data"),
+                        help="Folder for the server's log (default data).")
+    camera.set_defaults(func=_simulate_camera)
 
     samples = groups.add_parser(
         "samples", add_help=False, prefix_chars="\0",

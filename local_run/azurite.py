@@ -8,6 +8,8 @@ would. It is what ``make demo`` runs as the stand-in for Blob Storage on IoT Edg
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,3 +74,17 @@ class Azurite:
 def start_azurite(folder: Path) -> Azurite:
     """Start an Azurite whose data lives in ``folder``/azurite."""
     return Azurite(folder / "azurite").start()
+
+
+@contextmanager
+def demo_blob_store(data_root: Path) -> Iterator[str]:
+    """Azurite on the last demo run's data while the block runs; yields its connection
+    string."""
+    location = data_root / "demo" / "azurite"
+    if not location.is_dir():
+        raise FileNotFoundError(f"{location} does not exist: run `graffiti-edge demo` first")
+    azurite = Azurite(location).start()
+    try:
+        yield azurite.connection_string
+    finally:
+        azurite.stop()

@@ -1,33 +1,35 @@
 """``graffiti-edge up`` and ``graffiti-edge demo``: the modules running locally, end to end.
 
-What a new user sees first, so every step says what it does and what came of it.
+What a new user sees first, so every step says what it does and what came of it. The demo runs
+the whole product on this machine: the sample video played by a simulated RTSP camera, the
+three modules as separate processes with YAML twin files, and Azurite standing in for Blob
+Storage on IoT Edge. ``data/demo/outbox`` and ``data/demo/azurite`` are kept between runs, as
+a train's disk is: a clip left by an interrupted run is uploaded by the next one.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from edge_link.local import invoke_local_method
+from local_run.demo_video import DEMO_VIDEO, ensure_demo_video, load_truth
+from local_run.narrator import Narrator
+from local_run.pipeline import Pipeline, PipelineSpec
+from local_run.rtsp_camera import RtspServer
+from local_run.sightings import events_from_messages, score, sightings
 from local_run.supervisor import ModuleProcess, Supervisor
 
-NOT_BUILT_YET = [
-    "the full pipeline in this demo (a local RTSP camera playing the sample video, clips, "
-    "uploads to Azurite); the camera module runs here without a camera and says so",
-    "the operator clip viewer",
-]
-# A scene the demonstration model never saw in training (see samples/evaluate.py).
-DEMO_SCENE_SEED = 900_000_007
+# Kept between demo runs, as on a train; everything else under data/demo is per run.
+KEPT = ("outbox", "azurite")
+WARM_UP_S = 12.0  # modules load and the camera connects while the first frame is shown
+SETTLE_S = 90.0  # after the pass: the last event's post-roll, clip writing and upload
+STEPS = 6
 
 
 def say(line: str = "") -> None:
@@ -50,48 +52,6 @@ def _wait(predicate: Callable[[], bool], timeout_s: float) -> float | None:
             return time.monotonic() - start
         time.sleep(0.05)
     return None
-
-
-def _get_json(url: str, body: bytes | None = None, timeout_s: float = 10.0) -> dict[str, Any]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "image/jpeg"})
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        return json.loads(response.read())
-
-
-def _score_sample(port: int) -> None:
-    """Render a held-out synthetic scene with graffiti and ask the running detector about it."""
-    import cv2
-
-    from samples.world.scene import still
-
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return _get_json(f"{base}/readyz", timeout_s=2).get("status") == "ready"
-        except (urllib.error.URLError, OSError, ValueError):
-            return False
-
-    took = _wait(ready, 120)
-    if took is None:
-        say("      the detector did not load its model within 120 s: see its log")
-        return
-    shot = still(DEMO_SCENE_SEED, graffiti_count=1)
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(shot.image, cv2.COLOR_RGB2BGR))
-    answer = _get_json(f"{base}/score?camera_id=demo", jpeg.tobytes())
-    model = answer["model"]
-    say(f"      model {model['name']} {model['version']} ready after {took:.1f} s; "
-        f"inference {answer['inference_ms']:.1f} ms")
-    height, width = shot.image.shape[:2]
-    for truth in shot.objects:
-        say(f"      painted:  graffiti      at x {truth.box[0]:.0f}-{truth.box[2]:.0f}, "
-            f"y {truth.box[1]:.0f}-{truth.box[3]:.0f} px")
-    for found in answer["detections"]:
-        x1, y1, x2, y2 = found["box"]
-        say(f"      detected: {found['label']} {found['score']:.2f} at x {x1 * width:.0f}-"
-            f"{x2 * width:.0f}, y {y1 * height:.0f}-{y2 * height:.0f} px")
-    if not answer["detections"]:
-        say("      detected: nothing")
 
 
 def _stop_on_sigterm() -> None:
@@ -128,58 +88,209 @@ def run_up(modules: list[str], *, config_dir: Path, data_root: Path,
     return 0
 
 
-def run_demo(*, config_dir: Path, data_root: Path) -> int:
-    """Start the modules, change a threshold live, reject a bad value, call a method, stop."""
+def simulate_camera(video: Path, *, port: int, mount: str, folder: Path) -> int:
+    """Serve ``video`` as a live RTSP camera until Ctrl-C."""
     _stop_on_sigterm()
-    demo_root = data_root / "demo"
-    twins = demo_root / "twins"
-    shutil.rmtree(demo_root, ignore_errors=True)
-    twins.mkdir(parents=True)
-    for name in ("camera", "detector", "uploader"):
-        shutil.copy(config_dir / f"{name}.yaml", twins / f"{name}.yaml")
-    supervisor = Supervisor(["detector", "uploader", "camera"], config_dir=twins,
-                            data_root=demo_root)
-    say("[1/6] starting the three modules in local mode (YAML files stand in for the twins)")
+    if video == DEMO_VIDEO:
+        ensure_demo_video(video, _video_progress)
+    if not video.exists():
+        say(f"simulate-camera: {video} does not exist")
+        return 2
+    camera = RtspServer(folder, loop=video.resolve(), port=port, mount=mount)
     try:
-        supervisor.start()
-        supervisor.wait_ready()
-        for module in supervisor.running:
-            say(_status(module))
-        camera = next(m for m in supervisor.running if m.name == "camera")
-        twin_file = twins / "camera.yaml"
-        doc = yaml.safe_load(twin_file.read_text())
-
-        say("[2/6] operator raises the camera's trigger.min_score to 0.7 in its twin file")
-        doc["trigger"]["min_score"] = 0.7
-        twin_file.write_text(yaml.safe_dump(doc))
-        took = _wait(lambda: camera.reported().get("settings", {}).get("inForce", {})
-                     .get("trigger", {}).get("min_score") == 0.7, 10)
-        say(f"      applied live, no restart, in {took:.2f} s" if took is not None
-            else "      NOT applied within 10 s: see the camera log")
-
-        say("[3/6] operator mistypes it as 7 (scores are 0..1)")
-        doc["trigger"]["min_score"] = 7
-        twin_file.write_text(yaml.safe_dump(doc))
-        _wait(lambda: camera.reported().get("settings", {}).get("status") == "rejected", 10)
-        settings = camera.reported().get("settings", {})
-        for error in (settings.get("rejected") or {}).get("errors", []):
-            say(f"      rejected: {error['path']} = {error.get('value')!r}: {error['reason']}")
-        in_force = settings.get("inForce", {}).get("trigger", {}).get("min_score")
-        say(f"      still in force: trigger.min_score = {in_force}")
-
-        say("[4/6] the detector scores a synthetic carriage it never saw in training (POST /score)")
-        detector_twin = yaml.safe_load((twins / "detector.yaml").read_text()) or {}
-        _score_sample(int(detector_twin.get("server", {}).get("port", 8080)))
-
-        say("[5/6] direct method `ping` to each module (the local stand-in for IoT Hub methods)")
-        for module in supervisor.running:
-            status, payload = invoke_local_method(module.data_dir, "ping", None, 10)
-            say(f"      {module.name}: {status} uptime {payload.get('uptime_s')} s")
+        camera.start()
+        say(f"camera {camera.url} playing {video} in a loop (Ctrl-C stops it; log "
+            f"{camera.log_file})")
+        while camera.process is not None and camera.process.poll() is None:
+            time.sleep(0.5)
+        say(f"the RTSP server exited; see {camera.log_file}")
+        return 1
     except KeyboardInterrupt:
-        say("interrupted")
+        return 0
+    except RuntimeError as exc:
+        say(f"simulate-camera: {exc}")
+        return 1
     finally:
-        codes = supervisor.stop()
-        say("[6/6] stopped: " + ", ".join(f"{n} exit {c}" for n, c in codes.items()))
-    say(f"reported properties and outputs are under {demo_root}/<module>/")
-    say("not built yet: " + "; ".join(NOT_BUILT_YET))
-    return 0 if all(code == 0 for code in codes.values()) else 1
+        camera.stop()
+
+
+@dataclass
+class DemoOptions:
+    config_dir: Path = Path("config")
+    data_root: Path = Path("data")
+    video: Path = DEMO_VIDEO
+    duration_s: float | None = None  # one pass of the video; for a real camera, 75 s
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _fresh_root(root: Path) -> None:
+    if root.exists():
+        for child in root.iterdir():
+            if child.name not in KEPT:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+
+
+def _video_progress(done: int, total: int) -> None:
+    width = 30
+    filled = round(width * done / total)
+    sys.stdout.write(f"\r      rendering {'#' * filled}{'.' * (width - filled)} "
+                     f"{100 * done // total:3d}%")
+    if done == total:
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _show_live_settings(pipeline: Pipeline) -> None:
+    """A twin edit applied live, and a bad one rejected while the last good value stays."""
+
+    def trigger() -> dict[str, Any]:
+        return pipeline.reported("camera").get("settings", {}).get("inForce", {}).get(
+            "trigger", {})
+
+    twin = pipeline.twin_path("camera")
+    original = pipeline.docs["camera"].get("trigger", {}).get("min_score", 0.5)
+    say(f"      operator sets trigger.min_score to 7 in {twin} (scores are 0..1)")
+    pipeline.patch_twin("camera", {"trigger": {"min_score": 7}})
+    _wait(lambda: pipeline.reported("camera").get("settings", {}).get("status") == "rejected",
+          10)
+    rejected = pipeline.reported("camera").get("settings", {}).get("rejected") or {}
+    for error in rejected.get("errors", []):
+        say(f"      rejected: {error['path']} = {error.get('value')!r}: {error['reason']}")
+    say(f"      still in force: trigger.min_score = {trigger().get('min_score')}")
+    pipeline.patch_twin("camera", {"trigger": {"min_score": original}})
+    took = _wait(lambda: pipeline.reported("camera").get("settings", {}).get("status")
+                 == "applied" and trigger().get("min_score") == original, 10)
+    say(f"      operator puts back {original}: applied live, no restart, in {took:.2f} s"
+        if took is not None else "      NOT applied within 10 s: see the camera log")
+
+
+def _watch(pipeline: Pipeline, narrator: Narrator, until: float) -> None:
+    start = pipeline.epoch or time.time()
+    next_progress = start + 10
+    total = until - start
+    while time.time() < until:
+        narrator.poll()
+        if time.time() >= next_progress:
+            next_progress += 10
+            narrator.line("demo", f"{min(total, time.time() - start):.0f} of {total:.0f} s "
+                                  "watched")
+        for module in pipeline.supervisor.running:
+            if module.process.poll() is not None:
+                raise RuntimeError(f"module {module.name} exited with "
+                                   f"{module.process.returncode}; see {module.log_file}")
+        time.sleep(0.25)
+    narrator.poll()
+
+
+def _settled(pipeline: Pipeline) -> bool:
+    written = {m["body"]["stem"] for m in pipeline.messages("camera", "events")
+               if m["type"] == "clip_written"}
+    uploaded = {m["body"]["stem"] for m in pipeline.messages("uploader", "clips")}
+    active = pipeline.reported("camera").get("recording", {}).get("activeEvent")
+    return not active and written <= uploaded
+
+
+def _download(pipeline: Pipeline, target: Path) -> list[Path]:
+    """This run's clips from blob storage into ``target`` (what an operator would fetch)."""
+    container = pipeline.container()
+    saved = []
+    target.mkdir(parents=True, exist_ok=True)
+    for message in pipeline.messages("uploader", "clips"):
+        for blob in message["body"]["blobs"]:
+            path = target / Path(blob["name"]).name
+            path.write_bytes(container.download_blob(blob["name"]).readall())
+            saved.append(path)
+    return saved
+
+
+def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path) -> None:
+    uploads = pipeline.messages("uploader", "clips")
+    events = [m for m in pipeline.messages("camera", "events") if m["type"] == "event_started"]
+    written = [m for m in pipeline.messages("camera", "events") if m["type"] == "clip_written"]
+    say(f"  events: {len(events)}   clips written: {len(written)}   clips uploaded: "
+        f"{len(uploads)}")
+    if pipeline.camera is not None and pipeline.epoch is not None and options.video.exists():
+        truth = load_truth(options.video)
+        post_roll = float(pipeline.docs["camera"].get("recording", {}).get("post_roll_s", 5))
+        pre_roll = float(pipeline.docs["camera"].get("recording", {}).get("pre_roll_s", 5))
+        found = events_from_messages(pipeline.messages("camera", "events"), uploads,
+                                     pipeline.epoch)
+        result = score(sightings(truth, post_roll), found, pre_roll_s=pre_roll,
+                       post_roll_s=post_roll, tolerance_s=1.0)
+        say(f"  ground truth: {len(truth['appearances'])} graffiti appearances in "
+            f"{len(result.sightings)} sightings; {len(result.matched)} found")
+        for problem in result.problems:
+            say(f"    - {problem}")
+    say(f"  blobs in container {pipeline.container_name} (Azurite, data in "
+        f"{pipeline.azurite.location}):")
+    for message in uploads:
+        for blob in message["body"]["blobs"]:
+            say(f"    {blob['name']}  ({blob['bytes']:,} bytes)")
+    if uploads:
+        say(f"  copies of this run's clips: {clips_dir}/ (open the .mp4 in a browser)")
+    say("  look at them:")
+    say("    graffiti-edge viewer --demo        # the operator page: http://127.0.0.1:8090/")
+    say("    graffiti-edge clips list --demo    # the same, in the terminal")
+    say(f"  module logs: {pipeline.root / 'logs'}/; twins used: {pipeline.twins_dir}/")
+
+
+def run_demo(options: DemoOptions) -> int:
+    """The sample video through the whole product, one pass, then a summary."""
+    _stop_on_sigterm()
+    root = options.data_root / "demo"
+    _fresh_root(root)
+    say(f"[1/{STEPS}] the demo video: {options.video}")
+    if not options.video.exists():
+        say("      first run: rendering it from the sample world's seed (takes a minute or two)")
+    ensure_demo_video(options.video, _video_progress)
+    truth = load_truth(options.video)
+    pass_s = truth["frame_count"] / truth["fps"]
+    say(f"      {pass_s:.0f} s, {truth['width']}x{truth['height']} at {truth['fps']} fps, "
+        f"{len(truth['appearances'])} graffiti appearances")
+
+    pipeline = Pipeline(PipelineSpec(root=root, config_dir=options.config_dir,
+                                     video=options.video, start_delay_s=WARM_UP_S,
+                                     overrides=options.overrides))
+    narrator = Narrator(pipeline, say)
+    codes: dict[str, int] = {}
+    interrupted = False
+    say(f"[2/{STEPS}] starting (twin files in {pipeline.twins_dir}/)")
+    try:
+        pipeline.start(on_step=lambda text: say(f"      {text}"))
+        for module in pipeline.supervisor.running:
+            say(_status(module))
+        say(f"[3/{STEPS}] live settings through the camera's twin file, while it warms up")
+        _show_live_settings(pipeline)
+        duration = options.duration_s or pass_s
+        say(f"[4/{STEPS}] watching {'one pass of the video' if pipeline.camera else 'the camera'}"
+            f" ({duration:.0f} s; Ctrl-C stops early and keeps every clip)")
+        start = pipeline.epoch or time.time()
+        _watch(pipeline, narrator, start + duration)
+        if pipeline.camera is not None:
+            pipeline.camera.stop()  # the end of the pass: the loop would start it again
+            narrator.line("demo", "end of the pass: the simulated camera is switched off")
+        say(f"[5/{STEPS}] waiting for the last event to end and its clip to reach blob storage")
+        def settled() -> bool:
+            narrator.poll()
+            return _settled(pipeline)
+
+        if _wait(settled, SETTLE_S) is None:
+            say(f"      not everything within {SETTLE_S:.0f} s; what is left stays in "
+                f"{pipeline.outbox} and is uploaded on the next run")
+        clips_dir = root / "clips"
+        _download(pipeline, clips_dir)
+        say("summary:")
+        _summary(pipeline, options, clips_dir)
+    except KeyboardInterrupt:
+        interrupted = True
+        say("interrupted: stopping; a clip being recorded is finished and kept in "
+            f"{pipeline.outbox} for the next run")
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        say(f"demo failed: {exc}")
+        codes = {"demo": 1}
+    finally:
+        codes = {**pipeline.stop(), **codes}
+        say(f"[6/{STEPS}] stopped: " + ", ".join(f"{n} exit {c}" for n, c in codes.items())
+            + "; the camera and Azurite too")
+    return 0 if not interrupted and all(code == 0 for code in codes.values()) else 1

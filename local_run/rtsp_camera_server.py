@@ -86,8 +86,10 @@ class LoopFeeder:
         self._lock = threading.Lock()
 
     def launch_line(self) -> str:
+        # Leaky, so frames never pile up behind a slow client: a live camera drops, not lags.
         return (f'( appsrc name=src is-live=true format=time do-timestamp=true '
-                f'caps="{self.caps}" ! h264parse ! {PAY} )')
+                f'max-bytes=4000000 leaky-type=downstream caps="{self.caps}" ! h264parse ! '
+                f'{PAY} )')
 
     def attach(self, media: GstRtspServer.RTSPMedia) -> None:
         with self._lock:
@@ -109,7 +111,10 @@ class LoopFeeder:
     def _push(self, index: int) -> None:
         unit = self.units[index]
         with self._lock:
-            if self._src is None or (self._need_key and not unit.key):
+            # Frames pushed before the client's PLAY would reach it late and stamped with a
+            # stopped clock; a camera's picture starts when the client starts watching.
+            if (self._src is None or self._src.current_state != Gst.State.PLAYING
+                    or (self._need_key and not unit.key)):
                 return
             self._need_key = False
             self._src.emit("push-buffer", Gst.Buffer.new_wrapped(unit.data))

@@ -1,4 +1,4 @@
-"""`graffiti-edge demo` and `up`: modules as processes, all ended afterwards."""
+"""`graffiti-edge up` and the supervisor: modules as processes, all ended afterwards."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from local_run.demo import run_demo, run_up
+from local_run.demo import run_up
 from local_run.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,23 +28,12 @@ def config_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     return True
-
-
-def test_demo_changes_a_setting_live_and_leaves_no_process(
-        tmp_path: Path, config_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_demo(config_dir=config_dir, data_root=tmp_path) == 0
-    out = capsys.readouterr().out
-    assert "applied live, no restart" in out
-    assert "rejected: trigger.min_score = 7" in out
-    assert "still in force: trigger.min_score = 0.7" in out
-    assert "model graffiti-sample" in out and "detected: graffiti" in out
-    assert "[6/6] stopped: detector exit 0, uploader exit 0, camera exit 0" in out
 
 
 def test_up_stops_every_module_after_duration(tmp_path: Path) -> None:
@@ -76,4 +65,4 @@ def test_supervisor_kills_a_module_that_ignores_sigterm(tmp_path: Path) -> None:
     os.kill(pid, 19)  # SIGSTOP: a hung module cannot handle SIGTERM
     codes = supervisor.stop(grace_s=1.0)
     assert codes == {"uploader": -9}
-    assert not _alive(pid)
+    assert not alive(pid)

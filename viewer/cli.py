@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ def _storage_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         "accepts).")
     parser.add_argument("--log-level", default=default("INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--demo", action="store_true", default=default(False),
+                        help="The clips of the last `graffiti-edge demo` run: starts Azurite on "
+                        "its data (DATA_DIR/demo/azurite) for as long as this command runs.")
+    parser.add_argument("--data-dir", type=Path, default=default(Path("data")),
+                        help="The demo's --data-dir (default data); used with --demo.")
 
 
 def _serve_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
@@ -45,8 +51,40 @@ def _serve_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> ViewerSettings:
-    return ViewerSettings(connection_string=connection_string_from_env(),
-                          container=args.container, api_version=args.api_version, **extra)
+    connection_string = getattr(args, "connection_string", None) or connection_string_from_env()
+    return ViewerSettings(connection_string=connection_string, container=args.container,
+                          api_version=args.api_version, **extra)
+
+
+def _with_demo(command: Callable[[argparse.Namespace], int]) -> Callable[
+        [argparse.Namespace], int]:
+    """``command`` run against the demo's Azurite when ``--demo`` is given."""
+    def run(args: argparse.Namespace) -> int:
+        if not args.demo:
+            return command(args)
+        from local_run.azurite import demo_blob_store
+
+        try:
+            with demo_blob_store(args.data_dir) as connection_string:
+                args.connection_string = connection_string
+                return command(args)
+        except (FileNotFoundError, RuntimeError) as exc:
+            sys.stderr.write(f"--demo: {exc}\n")
+            return 1
+    return run
+
+
+def _terminal(command: Callable[[argparse.Namespace, ViewerSettings], int]) -> Callable[
+        [argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        setup_logging("viewer", level=args.log_level)
+        settings = _settings(args)
+        problems = [p for p in settings.problems() if "connection string" in p]
+        if problems:
+            sys.stderr.write(f"clips: {problems[0]}\n")
+            return 2
+        return command(args, settings)
+    return _with_demo(run)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -113,14 +151,14 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the viewer's options and sub-commands (serve is the default) to ``parser``."""
     _storage_options(parser, suppress=False)
     _serve_options(parser, suppress=False)
-    parser.set_defaults(func=_serve)
+    parser.set_defaults(func=_with_demo(_serve))
     commands = parser.add_subparsers(dest="viewer_command", metavar="COMMAND")
     serve = commands.add_parser(
         "serve", help="Serve the operator page (the default).",
         description="Serve the clip viewer page on --host:--port.")
     _storage_options(serve, suppress=True)
     _serve_options(serve, suppress=True)
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=_with_demo(_serve))
     out = commands.add_parser(
         "export", help="Write reviewed clips as an Azure ML AutoML JSONL training set.",
         description="Frames at the detection times of reviewed clips: confirmed ones with "
@@ -135,12 +173,21 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                      "image_url, e.g. azureml://datastores/<ds>/paths/<folder>/.")
     out.add_argument("--max-frames", type=int, default=10,
                      help="Frames per clip at most, spread over its detections (0: all).")
-    out.set_defaults(func=_export)
+    out.set_defaults(func=_with_demo(_export))
     return parser
 
 
 def add_parser(groups: Any) -> argparse.ArgumentParser:
-    """The ``viewer`` sub-command for ``graffiti-edge`` (``groups`` from add_subparsers)."""
+    """The ``viewer`` and ``clips`` sub-commands for ``graffiti-edge`` (``groups`` from
+    add_subparsers)."""
+    from viewer import terminal
+
+    clips = groups.add_parser(
+        "clips", help="List or download the clips in blob storage (the viewer, in a terminal).",
+        description="List or download the clips in blob storage. The connection string comes "
+        "from GRAFFITI_VIEWER_CONNECTION_STRING (else UPLOADER_UPLOAD__CONNECTION_STRING), or "
+        "--demo reads the last demo run's.")
+    terminal.configure(clips, lambda p: _storage_options(p, suppress=False), _terminal)
     return configure(groups.add_parser(
         "viewer", help="Operator clip viewer: list, play, review clips; export training sets.",
         description="Serve the operator clip viewer on the clips in Blob Storage (on IoT Edge "
