@@ -120,10 +120,16 @@ class Pipeline:
                 for m in MODULE_ORDER}
 
     def _simulated_camera(self) -> RtspServer | None:
+        """The camera to play the video on the twin's URL, or None when that URL is a real
+        camera: not on loopback, or a server already listening there (for example
+        ``graffiti-edge simulate-camera`` started by hand)."""
         parts = urlsplit(self.camera_url)
         if self.spec.video is None or parts.scheme != "rtsp" or parts.hostname not in LOOPBACK:
             return None
-        return RtspServer(self.root / "camera", loop=self.spec.video, port=parts.port or 554,
+        port = parts.port or 554
+        if not port_is_free(port):
+            return None
+        return RtspServer(self.root / "camera", loop=self.spec.video, port=port,
                           mount=parts.path or "/")
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,8 +35,8 @@ def short_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return video
 
 
-def test_demo_runs_the_video_to_blob_storage_and_leaves_nothing(
-        tmp_path: Path, short_video: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def demo_config(tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    """The shipped twin files with the camera and detector on free ports."""
     config = tmp_path / "config"
     shutil.copytree(ROOT / "config", config, ignore=shutil.ignore_patterns("*.py", "__*"))
     ports = {"camera": free_port(), "detector": free_port()}
@@ -43,7 +47,17 @@ def test_demo_runs_the_video_to_blob_storage_and_leaves_nothing(
     detector = yaml.safe_load((config / "detector.yaml").read_text())
     detector["server"]["port"] = ports["detector"]
     (config / "detector.yaml").write_text(yaml.safe_dump(detector))
+    return config, ports
 
+
+def module_pids(out: str) -> list[int]:
+    return [int(line.split(" pid ")[1].split()[0]) for line in out.splitlines()
+            if " pid " in line]
+
+
+def test_demo_runs_the_video_to_blob_storage_and_leaves_nothing(
+        tmp_path: Path, short_video: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, ports = demo_config(tmp_path)
     assert run_demo(DemoOptions(config_dir=config, data_root=tmp_path / "data",
                                 video=short_video)) == 0
     out = capsys.readouterr().out
@@ -58,5 +72,39 @@ def test_demo_runs_the_video_to_blob_storage_and_leaves_nothing(
     assert not any((tmp_path / "data" / "demo" / "outbox").glob("*.mp4"))
     for port in ports.values():
         assert port_is_free(port), f"something still listens on {port}"
-    pids = [int(line.split("pid")[1].split()[0]) for line in out.splitlines() if " pid " in line]
+    pids = module_pids(out)
     assert len(pids) == 3 and not any(alive(pid) for pid in pids)
+
+
+def test_ctrl_c_ends_every_process_and_keeps_the_clip(tmp_path: Path,
+                                                      short_video: Path) -> None:
+    config, ports = demo_config(tmp_path)
+    data = tmp_path / "data"
+    command = [sys.executable, "-m", "config.cli", "demo", "--config-dir", str(config),
+               "--data-dir", str(data), "--video", str(short_video)]
+    demo = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert demo.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in demo.stdout:  # until the first event is under way
+            lines.append(line)
+            if "event started" in line:
+                break
+        time.sleep(1.0)
+        demo.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
+        rest, _ = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    out = "".join(lines) + rest
+    assert demo.returncode == 1, out
+    assert "interrupted: stopping" in out
+    assert "[6/6] stopped: detector exit 0, uploader exit 0, camera exit 0" in out, out
+    azurite_port = int(out.split("stand-in) on 127.0.0.1:")[1].split()[0])
+    for port in [*ports.values(), azurite_port]:
+        assert port_is_free(port), f"something still listens on {port}"
+    assert not any(alive(pid) for pid in module_pids(out))
+    # The event under way was cut at the stop and its clip kept for the next run.
+    outbox = data / "demo" / "outbox"
+    uploaded = out.count("uploaded graffiti-clips/")
+    assert uploaded + len(list(outbox.glob("*.mp4"))) == 1, out
