@@ -1,25 +1,26 @@
 # The two commands a new user runs:  make demo   and   make test
 # Both set up everything they need on a fresh Debian machine (venv, Python packages, Azurite
-# from npm, apt packages for the test servers) and skip what is already there.
+# from npm, apt packages for the camera and test servers) and skip what is already there.
 
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Test servers on 127.0.0.1: Mosquitto (+openssl for its throwaway CA) for the real-SDK twin
-# tests; the GStreamer RTSP server stack for the camera tests and the demo camera; Chromium for
-# the clip viewer's browser tests.
-APT_PACKAGES := mosquitto openssl gstreamer1.0-tools gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 \
-	python3-gi gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly chromium
+# apt packages: the GStreamer RTSP server stack plays the camera (demo and tests); Mosquitto
+# (+openssl for its throwaway CA) plays edgeHub for the real-SDK twin tests; Chromium opens the
+# clip viewer in the browser tests.
+DEMO_APT := gstreamer1.0-tools gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly
+TEST_APT := $(DEMO_APT) mosquitto openssl chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help demo test lint setup system-deps python-deps node-deps docs clean
+.PHONY: help demo test lint setup system-deps demo-system-deps python-deps node-deps docs clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-demo: setup ## Set up, then run the modules locally on the bundled sample.
+demo: python-deps node-deps demo-system-deps ## Set up, then run the sample video through the whole product.
 	$(BIN)/graffiti-edge demo
 
 test: setup ## Set up, then lint and run the whole test suite with its real servers.
@@ -47,14 +48,22 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-system-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do \
+# Installs the apt packages in $(1) that are missing, and only those.
+define apt_install
+	@missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing apt packages:" $$missing; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+system-deps:
+	$(call apt_install,$(TEST_APT))
+
+demo-system-deps:
+	$(call apt_install,$(DEMO_APT))
 
 docs: python-deps ## Regenerate the settings reference and JSON Schemas in docs/.
 	$(BIN)/graffiti-edge config docs --write docs/configuration.md

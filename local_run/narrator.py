@@ -24,8 +24,9 @@ def _mb(size: float) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-def describe(output: str, message: dict[str, Any]) -> str | None:
-    """One message in words (None for the ones not worth a line)."""
+def describe(output: str, message: dict[str, Any], min_score: float = 0.0) -> str | None:
+    """One message in words (None for the ones not worth a line); ``min_score`` is the
+    camera's threshold, so a detection it will not count is said to be below it."""
     kind, body = message["type"], message["body"]
     if output == "alerts":
         reason = body.get("error") or body.get("reason") or body.get("alert")
@@ -41,7 +42,10 @@ def describe(output: str, message: dict[str, Any]) -> str | None:
         return f"uploaded {body['container']}/{video['name']} ({_mb(body['bytes'])} in all)"
     if output == "detections" and body.get("detections"):
         found = body["detections"]
-        return f"{len(found)} detection(s), best {found[0]['label']} {body['maxScore']:.2f}"
+        below = (f" (below the camera's trigger.min_score {min_score})"
+                 if body["maxScore"] < min_score else "")
+        return (f"{len(found)} detection(s), best {found[0]['label']} "
+                f"{body['maxScore']:.2f}{below}")
     if output == "model":
         return f"model {body.get('name')} {body.get('version')} active"
     return None
@@ -75,7 +79,9 @@ class Narrator:
             start = self._seen.get((module, output), 0)
             self._seen[(module, output)] = len(messages)
             for message in messages[start:]:
-                text = describe(output, message)
+                min_score = float(self.pipeline.docs["camera"].get("trigger", {}).get(
+                    "min_score", 0.0))
+                text = describe(output, message, min_score)
                 if text:
                     self.line(module, text)
 
