@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local_run.processes import free_port, stop_process, wait_for_port
+from local_run.processes import ServerProcess, free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE_BLOB = ROOT / "node_modules" / ".bin" / "azurite-blob"
@@ -30,12 +30,13 @@ def connection_string(port: int, key: str = DEV_KEY, account: str = ACCOUNT) -> 
 
 
 @dataclass
-class Azurite:
+class Azurite(ServerProcess):
     """One Azurite blob service; ``stop()`` and ``start()`` keep its port and its data."""
 
     location: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    stop_timeout_s = 10.0
 
     @property
     def connection_string(self) -> str:
@@ -53,22 +54,9 @@ class Azurite:
         command = [str(AZURITE_BLOB), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
                    "--location", str(self.location), "--disableTelemetry",
                    "--skipApiVersionCheck", "--loose"]
-        with self.log_file.open("ab") as sink:
-            self.process = subprocess.Popen(command, stdout=sink, stderr=sink,
-                                            start_new_session=True)
-        try:
-            wait_for_port(self.port, timeout_s)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"Azurite did not start: {self.log_file.read_text()}") from None
+        self.process = start_server(command, port=self.port, log_file=self.log_file,
+                                    what="Azurite", timeout_s=timeout_s)
         return self
-
-    def stop(self) -> None:
-        """Terminate Azurite and wait until its port is closed."""
-        if self.process is None:
-            return
-        stop_process(self.process, timeout_s=10)
-        self.process = None
 
 
 def start_azurite(folder: Path) -> Azurite:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -35,3 +37,33 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 5.0) -> in
     except subprocess.TimeoutExpired:
         process.kill()
         return process.wait()
+
+
+def start_server(command: Sequence[str], *, port: int, log_file: Path, what: str,
+                 timeout_s: float) -> subprocess.Popen[bytes]:
+    """Start a server in its own session with its output in ``log_file``, and return once
+    it listens on ``port``; RuntimeError naming ``what`` and the log if it does not."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as sink:
+        process = subprocess.Popen(list(command), stdout=sink, stderr=sink,
+                                   start_new_session=True)
+    try:
+        wait_for_port(port, timeout_s)
+    except TimeoutError:
+        stop_process(process)
+        raise RuntimeError(f"{what} did not start on 127.0.0.1:{port}; see {log_file}") from None
+    return process
+
+
+class ServerProcess:
+    """A server this code started; ``stop()`` ends it (SIGTERM, then SIGKILL) and forgets it,
+    so ``start()`` can bring it back on the same port."""
+
+    process: subprocess.Popen[bytes] | None
+    stop_timeout_s = 5.0
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        stop_process(self.process, timeout_s=self.stop_timeout_s)
+        self.process = None

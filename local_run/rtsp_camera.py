@@ -12,14 +12,14 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local_run.processes import free_port, stop_process, wait_for_port
+from local_run.processes import ServerProcess, free_port, start_server
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_camera_server.py")
 
 
 @dataclass
-class RtspServer:
+class RtspServer(ServerProcess):
     """One RTSP server process playing ``file`` (an H.264 MP4, from its start for each
     client), ``loop`` (an H.264 MP4 as a live camera: looped on the wall clock from ``epoch``)
     or ``live`` ("1920x1080@25", a videotestsrc ``pattern`` encoded live)."""
@@ -51,23 +51,11 @@ class RtspServer:
             media += [] if self.epoch is None else ["--epoch", repr(self.epoch)]
         else:
             media = ["--live", str(self.live), "--pattern", self.pattern, "--preset", self.preset]
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as sink:
-            self.process = subprocess.Popen(
-                [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--mount",
-                 self.mount, *media], stdout=sink, stderr=sink, start_new_session=True)
-        try:
-            wait_for_port(self.port, timeout_s)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"RTSP server did not start; see {self.log_file}") from None
+        command = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port), "--mount",
+                   self.mount, *media]
+        self.process = start_server(command, port=self.port, log_file=self.log_file,
+                                    what="the RTSP server", timeout_s=timeout_s)
         return self
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        stop_process(self.process, timeout_s=5)
-        self.process = None
 
     def __enter__(self) -> RtspServer:
         return self.start() if self.process is None else self
