@@ -54,17 +54,20 @@ def _wait(predicate: Callable[[], bool], timeout_s: float) -> float | None:
     return None
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGINT both stop the command cleanly, even when it was started with SIGINT
+    ignored (as background jobs of a shell are)."""
     def _raise(*_: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _raise)
+    signal.signal(signal.SIGINT, _raise)
 
 
 def run_up(modules: list[str], *, config_dir: Path, data_root: Path,
            duration_s: float | None) -> int:
     """Run modules until Ctrl-C (or ``duration_s``); every process ends with this command."""
-    _stop_on_sigterm()
+    _stop_on_signals()
     supervisor = Supervisor(modules, config_dir=config_dir, data_root=data_root)
     try:
         supervisor.start()
@@ -90,7 +93,7 @@ def run_up(modules: list[str], *, config_dir: Path, data_root: Path,
 
 def simulate_camera(video: Path, *, port: int, mount: str, folder: Path) -> int:
     """Serve ``video`` as a live RTSP camera until Ctrl-C."""
-    _stop_on_sigterm()
+    _stop_on_signals()
     if video == DEMO_VIDEO:
         ensure_demo_video(video, _video_progress)
     if not video.exists():
@@ -204,7 +207,8 @@ def _download(pipeline: Pipeline, target: Path) -> list[Path]:
     return saved
 
 
-def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path) -> None:
+def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path,
+             camera_off_s: float) -> None:
     uploads = pipeline.messages("uploader", "clips")
     events = [m for m in pipeline.messages("camera", "events") if m["type"] == "event_started"]
     written = [m for m in pipeline.messages("camera", "events") if m["type"] == "clip_written"]
@@ -217,7 +221,7 @@ def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path) -> None:
         found = events_from_messages(pipeline.messages("camera", "events"), uploads,
                                      pipeline.epoch)
         result = score(sightings(truth, post_roll), found, pre_roll_s=pre_roll,
-                       post_roll_s=post_roll, tolerance_s=1.0)
+                       post_roll_s=post_roll, tolerance_s=1.0, camera_off_s=camera_off_s)
         say(f"  ground truth: {len(truth['appearances'])} graffiti appearances in "
             f"{len(result.sightings)} sightings; {len(result.matched)} found")
         for problem in result.problems:
@@ -237,7 +241,7 @@ def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path) -> None:
 
 def run_demo(options: DemoOptions) -> int:
     """The sample video through the whole product, one pass, then a summary."""
-    _stop_on_sigterm()
+    _stop_on_signals()
     root = options.data_root / "demo"
     _fresh_root(root)
     say(f"[1/{STEPS}] the demo video: {options.video}")
@@ -281,7 +285,7 @@ def run_demo(options: DemoOptions) -> int:
         clips_dir = root / "clips"
         _download(pipeline, clips_dir)
         say("summary:")
-        _summary(pipeline, options, clips_dir)
+        _summary(pipeline, options, clips_dir, camera_off_s=duration)
     except KeyboardInterrupt:
         interrupted = True
         say("interrupted: stopping; a clip being recorded is finished and kept in "

@@ -10,6 +10,7 @@ pass, so the same code scores the end-to-end test and the benchmark.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -79,8 +80,10 @@ def events_from_messages(camera_events: list[dict[str, Any]],
 
 
 def score(truth_sightings: list[Sighting], events: list[Event], *, pre_roll_s: float,
-          post_roll_s: float, tolerance_s: float) -> Score:
-    """Match events to sightings; every broken expectation is one line in ``problems``."""
+          post_roll_s: float, tolerance_s: float, camera_off_s: float = math.inf) -> Score:
+    """Match events to sightings; every broken expectation is one line in ``problems``.
+
+    ``camera_off_s``: when the camera was switched off; no clip can reach past it."""
     problems: list[str] = []
     matched: dict[int, str] = {}
     claimed: set[str] = set()
@@ -104,7 +107,7 @@ def score(truth_sightings: list[Sighting], events: list[Event], *, pre_roll_s: f
         start = min(s for s, _ in event.clips)
         end = max(e for _, e in event.clips)
         want_start = sighting.first_s - pre_roll_s + tolerance_s
-        want_end = sighting.last_s + post_roll_s - tolerance_s
+        want_end = min(sighting.last_s + post_roll_s, camera_off_s) - tolerance_s
         if start > want_start or end < want_end:
             problems.append(f"{label}: clip {start:.1f}-{end:.1f} s does not cover "
                             f"{want_start:.1f}-{want_end:.1f} s (pre/post-roll)")

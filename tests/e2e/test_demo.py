@@ -66,6 +66,7 @@ def test_demo_runs_the_video_to_blob_storage_and_leaves_nothing(
     assert out.count("event started") == 1 and out.count("clip written") == 1
     assert "uploaded graffiti-clips/demo-train/depot-cam-1/" in out
     assert "ground truth: 4 graffiti appearances in 1 sightings; 1 found" in out
+    assert "does not cover" not in out and "no event" not in out, out
     assert "[6/6] stopped: detector exit 0, uploader exit 0, camera exit 0" in out
     clips = sorted(p.suffix for p in (tmp_path / "data" / "demo" / "clips").iterdir())
     assert clips == [".jpg", ".json", ".mp4"]
