@@ -233,9 +233,11 @@ def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path,
             say(f"    {blob['name']}  ({blob['bytes']:,} bytes)")
     if uploads:
         say(f"  copies of this run's clips: {clips_dir}/ (open the .mp4 in a browser)")
+    # As the user can type it: `make demo` runs .venv/bin/graffiti-edge, not on their PATH.
+    command = sys.argv[0] if Path(sys.argv[0]).name == "graffiti-edge" else "graffiti-edge"
     say("  look at them:")
-    say("    graffiti-edge viewer --demo        # the operator page: http://127.0.0.1:8090/")
-    say("    graffiti-edge clips list --demo    # the same, in the terminal")
+    say(f"    {command} viewer --demo        # the operator page: http://127.0.0.1:8090/")
+    say(f"    {command} clips list --demo    # the same, in the terminal")
     say(f"  module logs: {pipeline.root / 'logs'}/; twins used: {pipeline.twins_dir}/")
 
 
