@@ -66,7 +66,13 @@ from config.camera import CameraSettings  # noqa: E402
 from local_run.demo_video import DEMO_VIDEO, ensure_demo_video, load_truth  # noqa: E402
 from local_run.pipeline import Pipeline, PipelineSpec  # noqa: E402
 from local_run.processes import free_port, port_is_free  # noqa: E402
-from local_run.sightings import Event, events_from_messages, score, sightings  # noqa: E402
+from local_run.sightings import (  # noqa: E402
+    Event,
+    events_from_messages,
+    score,
+    seconds_since,
+    sightings,
+)
 
 TICKS = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
@@ -265,10 +271,6 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-def when(iso: str, epoch: float) -> float:
-    return datetime.fromisoformat(iso).timestamp() - epoch
-
-
 def pass_events(camera_events: list[dict[str, Any]], uploads: list[dict[str, Any]],
                 epoch: float, duration_s: float) -> list[Event]:
     """The events confirmed during the pass that starts at ``epoch``, in its seconds."""
@@ -286,7 +288,7 @@ def latency_rows(pass_index: int, truth: list[Any], events: list[Event], matched
     sent: dict[tuple[str, str], float] = {}
     for message in camera_events:
         key = (message["type"], message["body"]["eventId"])
-        sent[key] = max(sent.get(key, -math.inf), when(message["ts"], epoch))
+        sent[key] = max(sent.get(key, -math.inf), seconds_since(message["ts"], epoch))
     rows = []
     for index, sighting in enumerate(truth):
         event = by_id.get(matched.get(index, ""))
@@ -394,13 +396,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         pipeline.camera.stop()
         deadline = time.monotonic() + UPLOAD_WAIT_S
         while time.monotonic() < deadline:
-            camera_events = pipeline.messages("camera", "events")
-            uploads = pipeline.messages("uploader", "clips")
-            parts = sum(1 for msg in camera_events if msg["type"] == "clip_written")
-            if parts <= len(uploads) and not any(
-                    msg["type"] == "event_started" and msg["body"]["eventId"] not in
-                    {m["body"]["eventId"] for m in camera_events if m["type"] == "event_ended"}
-                    for msg in camera_events):
+            if pipeline.settled():
                 break
             time.sleep(0.5)
         else:

@@ -186,14 +186,6 @@ def _watch(pipeline: Pipeline, narrator: Narrator, until: float) -> None:
     narrator.poll()
 
 
-def _settled(pipeline: Pipeline) -> bool:
-    written = {m["body"]["stem"] for m in pipeline.messages("camera", "events")
-               if m["type"] == "clip_written"}
-    uploaded = {m["body"]["stem"] for m in pipeline.messages("uploader", "clips")}
-    active = pipeline.reported("camera").get("recording", {}).get("activeEvent")
-    return not active and written <= uploaded
-
-
 def _download(pipeline: Pipeline, target: Path) -> list[Path]:
     """This run's clips from blob storage into ``target`` (what an operator would fetch)."""
     container = pipeline.container()
@@ -279,7 +271,7 @@ def run_demo(options: DemoOptions) -> int:
         say(f"[5/{STEPS}] waiting for the last event to end and its clip to reach blob storage")
         def settled() -> bool:
             narrator.poll()
-            return _settled(pipeline)
+            return pipeline.settled()
 
         if _wait(settled, SETTLE_S) is None:
             say(f"      not everything within {SETTLE_S:.0f} s; what is left stays in "

@@ -192,6 +192,21 @@ class Pipeline:
         # A line being appended right now may be incomplete: only whole lines count.
         return [json.loads(line) for line in lines if line.endswith("}")]
 
+    def clip_stems(self) -> tuple[set[str], set[str]]:
+        """(clips the camera wrote, clips the uploader put in blob storage), by stem."""
+        written = {m["body"]["stem"] for m in self.messages("camera", "events")
+                   if m["type"] == "clip_written"}
+        return written, {m["body"]["stem"] for m in self.messages("uploader", "clips")}
+
+    def settled(self) -> bool:
+        """No event under way and every clip the camera wrote is in blob storage: nothing of
+        the run is still on its way."""
+        events = self.messages("camera", "events")
+        started = {m["body"]["eventId"] for m in events if m["type"] == "event_started"}
+        ended = {m["body"]["eventId"] for m in events if m["type"] == "event_ended"}
+        written, uploaded = self.clip_stems()
+        return started <= ended and written <= uploaded
+
     def reported(self, name: str) -> dict[str, Any]:
         return self.module(name).reported()
 

@@ -55,12 +55,17 @@ def sightings(truth: dict[str, Any], join_gap_s: float) -> list[Sighting]:
     return merged
 
 
+def seconds_since(iso: str, epoch: float) -> float:
+    """A message's ISO time as seconds from the start of the pass (Unix time ``epoch``)."""
+    return datetime.fromisoformat(iso).timestamp() - epoch
+
+
 def events_from_messages(camera_events: list[dict[str, Any]],
                          uploads: list[dict[str, Any]], epoch: float) -> list[Event]:
     """Events from the camera's ``events`` and the uploader's ``clips`` messages."""
 
     def at(iso: str) -> float:
-        return datetime.fromisoformat(iso).timestamp() - epoch
+        return seconds_since(iso, epoch)
 
     events: dict[str, Event] = {}
     for message in camera_events:

@@ -139,11 +139,8 @@ def _run_the_pass(pipeline: Pipeline, models_port: int, new_zip: bytes) -> None:
     pipeline.camera.stop()
 
     def settled() -> bool:
-        written = {m["body"]["stem"] for m in pipeline.messages("camera", "events")
-                   if m["type"] == "clip_written"}
-        uploaded = {m["body"]["stem"] for m in pipeline.messages("uploader", "clips")}
-        return bool(written) and written == uploaded and not camera_status(
-            pipeline, "recording").get("activeEvent")
+        written, uploaded = pipeline.clip_stems()
+        return bool(written) and written == uploaded and pipeline.settled()
 
     assert wait_until(settled, 120, interval_s=0.5), (
         f"clips not all uploaded: {pipeline.reported('uploader').get('outbox')}")
