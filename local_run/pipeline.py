@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,13 +200,18 @@ class Pipeline:
         return written, {m["body"]["stem"] for m in self.messages("uploader", "clips")}
 
     def settled(self) -> bool:
-        """No event under way and every clip the camera wrote is in blob storage: nothing of
-        the run is still on its way."""
+        """Nothing of the run still on its way: every event has ended, every part of it has
+        been written as a clip (an event ends before its clip is written) and every clip the
+        camera wrote is in blob storage."""
         events = self.messages("camera", "events")
         started = {m["body"]["eventId"] for m in events if m["type"] == "event_started"}
-        ended = {m["body"]["eventId"] for m in events if m["type"] == "event_ended"}
+        parts = {m["body"]["eventId"]: m["body"]["parts"] for m in events
+                 if m["type"] == "event_ended"}
+        clips = Counter(m["body"]["eventId"] for m in events if m["type"] == "clip_written")
+        recording = self.docs["camera"].get("recording", {}).get("enabled", True)
+        all_written = not recording or all(clips[e] >= n for e, n in parts.items())
         written, uploaded = self.clip_stems()
-        return started <= ended and written <= uploaded
+        return started <= parts.keys() and all_written and written <= uploaded
 
     def reported(self, name: str) -> dict[str, Any]:
         return self.module(name).reported()
