@@ -36,11 +36,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from local_run.processes import (  # noqa: E402
-    free_port,
-    stop_process,  # noqa: E402
-    wait_for_port,
-)
+from bench.report import out, table  # noqa: E402
+from local_run.processes import free_port, stop_process, wait_for_port  # noqa: E402
 from local_run.rtsp_camera import RtspServer  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -260,7 +257,7 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
     if args.keep:
-        print(f"work folder: {folder}")
+        out(f"work folder: {folder}")
     return 0
 
 
@@ -325,12 +322,7 @@ def print_table(
         ),
         ("stream reconnects / stalls", f"{stream.get('reconnects')} / {stream.get('stalls')}", ""),
     ]
-    width = max(len(r[0]) for r in rows)
-    value_width = max(len(r[1]) for r in rows)
-    print(f"{'measure'.ljust(width)}  {'value'.ljust(value_width)}  target")
-    print(f"{'-' * width}  {'-' * value_width}  ------")
-    for name, value, target in rows:
-        print(f"{name.ljust(width)}  {value.ljust(value_width)}  {target}")
+    table(["measure", "value", "target"], rows)
 
 
 def _ok(passed: bool, target: str) -> str:

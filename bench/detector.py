@@ -39,6 +39,7 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import table  # noqa: E402
 from detector_module.backends import OPENVINO, InferenceOptions, openvino_provider_options  # noqa: E402
 from detector_module.detection import PostProcess  # noqa: E402
 from detector_module.engine import LoadedModel, load_model  # noqa: E402
@@ -304,12 +305,7 @@ def main() -> None:
     rows.append(("session per request (seed) vs one session",
                  f"{per_request_ms:.1f} ms vs {ms('ov_run'):.1f} ms",
                  f"{per_request_ms / ms('ov_run'):.0f}x slower"))
-    width = max(len(r[0]) for r in rows)
-    mid = max(len(r[1]) for r in rows)
-    print(f"{'measure'.ljust(width)}  {'value'.ljust(mid)}  ratio")
-    print(f"{'-' * width}  {'-' * mid}  {'-' * 30}")
-    for name, value, ratio in rows:
-        print(f"{name.ljust(width)}  {value.ljust(mid)}  {ratio}")
+    table(["measure", "value", "ratio"], rows)
 
 
 if __name__ == "__main__":

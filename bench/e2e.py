@@ -62,6 +62,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.report import out, table  # noqa: E402
 from config.camera import CameraSettings  # noqa: E402
 from local_run.demo_video import DEMO_VIDEO, ensure_demo_video, load_truth  # noqa: E402
 from local_run.pipeline import Pipeline, PipelineSpec  # noqa: E402
@@ -83,11 +84,6 @@ REPORT_POLL_S = 0.2
 MIN_FRAMES_RATIO = 0.97
 MIN_SAMPLES_RATIO = 0.95
 MAX_P95_MS = 1000.0
-
-
-def out(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
 
 
 # -- /proc ----------------------------------------------------------------------------------
@@ -469,18 +465,6 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "frameClockAheadS": frame_clock_ahead(camera_events),
         "onlineBeforeEpochS": early_s,
     }
-
-
-# -- the table ------------------------------------------------------------------------------
-
-
-def table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
-    out("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    out("  ".join("-" * w for w in widths))
-    for row in rows:
-        out("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def s(value: float | None, digits: int = 1) -> str:
