@@ -65,7 +65,7 @@ def write_twin(path: Path, doc: dict[str, Any]) -> None:
 
 
 class Pipeline:
-    """Start with :meth:`start`, end with :meth:`stop` (or use it as a context manager)."""
+    """Start with :meth:`start`, end with :meth:`stop` (in a ``finally``)."""
 
     def __init__(self, spec: PipelineSpec) -> None:
         self.spec = spec
@@ -163,13 +163,6 @@ class Pipeline:
             self.azurite.stop()
         return codes
 
-    def __enter__(self) -> Pipeline:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- looking at it ----------------------------------------------------------------------
 
     def module(self, name: str) -> ModuleProcess:
@@ -221,9 +214,3 @@ class Pipeline:
         service = BlobServiceClient.from_connection_string(self.azurite.connection_string,
                                                            api_version=BLOB_API_VERSION)
         return service.get_container_client(self.container_name)
-
-    def video_position(self, wall: float, duration_s: float) -> float | None:
-        """Where in the looped video the simulated camera was at Unix time ``wall``."""
-        if self.epoch is None or wall < self.epoch:
-            return None
-        return (wall - self.epoch) % duration_s
