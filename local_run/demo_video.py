@@ -6,9 +6,10 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 DEMO_VIDEO = Path("samples/generated/demo.mp4")
 WIDTH, HEIGHT, FPS, SEED = 1280, 720, 25, 1

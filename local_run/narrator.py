@@ -74,13 +74,12 @@ class Narrator:
 
     def poll(self) -> None:
         self._stream_status()
+        min_score = float(self.pipeline.docs["camera"].get("trigger", {}).get("min_score", 0.0))
         for module, output in FOLLOWED:
             messages = self.pipeline.messages(module, output)
             start = self._seen.get((module, output), 0)
             self._seen[(module, output)] = len(messages)
             for message in messages[start:]:
-                min_score = float(self.pipeline.docs["camera"].get("trigger", {}).get(
-                    "min_score", 0.0))
                 text = describe(output, message, min_score)
                 if text:
                     self.line(module, text)
