@@ -8,8 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.azurite import Azurite, start_azurite
 from tests.support.iothub import HubResponder
 from tests.support.mosquitto import Mosquitto, start_mosquitto
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """One Azurite for the session; tests keep apart by container (the viewer's is its own)."""
+    server = start_azurite(tmp_path_factory.mktemp("azurite-shared"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,6 @@ from config.layers import merge
 from config.store import changed_paths
 from config.uploader import UploaderSettings
 from local_run.processes import stop_process
-from tests.support.azurite import Azurite, start_azurite
 from uploader_module.service import UploaderService
 
 SCRIPT = Path(sys.executable).parent / "uploader-module"
@@ -80,13 +79,6 @@ class FakeHost:
     def upload_status(self) -> dict[str, Any]:
         with self._lock:
             return dict(self.reported.get("upload", {}))
-
-
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    server = start_azurite(tmp_path_factory.mktemp("azurite-shared"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

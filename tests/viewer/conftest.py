@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.azurite import Azurite, start_azurite
+from tests.support.azurite import Azurite
 from tests.viewer.server import ViewerProcess
 from tests.viewer.world import make_clips, upload
 
@@ -15,24 +15,17 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "viewer"
 
 
 @pytest.fixture(scope="session")
-def viewer_azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    server = start_azurite(tmp_path_factory.mktemp("viewer-azurite"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="session")
-def clip_ids(viewer_azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def clip_ids(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """Eight complete clips (three trains, several cameras and days), rendered once."""
     clips = make_clips(tmp_path_factory.mktemp("viewer-clips"))
-    return upload(viewer_azurite.connection_string, clips)
+    return upload(azurite.connection_string, clips)
 
 
 @pytest.fixture(scope="session")
-def viewer(viewer_azurite: Azurite, clip_ids: list[str],
+def viewer(azurite: Azurite, clip_ids: list[str],
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[ViewerProcess]:
     folder = tmp_path_factory.mktemp("viewer-log")
-    server = ViewerProcess(folder / "viewer.log", viewer_azurite.connection_string)
+    server = ViewerProcess(folder / "viewer.log", azurite.connection_string)
     yield server
     server.stop()
     assert "AccountKey=" not in server.log().replace("AccountKey=***", "")

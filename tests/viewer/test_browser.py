@@ -155,7 +155,7 @@ def test_review_survives_a_reload(page: Any, viewer: ViewerProcess,
 
 
 def test_export_writes_automl_jsonl(viewer: ViewerProcess, clip_ids: list[str],
-                                    viewer_azurite: Any, tmp_path: Path) -> None:
+                                    azurite: Any, tmp_path: Path) -> None:
     marks = {"ev-a1": "confirmed", "ev-b1": "false_positive"}
     for event_id, state in marks.items():
         clip = next(c for c in clip_ids if c.endswith("_" + event_id))
@@ -168,7 +168,7 @@ def test_export_writes_automl_jsonl(viewer: ViewerProcess, clip_ids: list[str],
         [sys.executable, "-m", "viewer", "export", "--out", str(out)], cwd=ROOT,
         capture_output=True, text=True, timeout=120,
         env={"PATH": "/usr/bin:/bin",
-             "UPLOADER_UPLOAD__CONNECTION_STRING": viewer_azurite.connection_string})
+             "UPLOADER_UPLOAD__CONNECTION_STRING": azurite.connection_string})
     assert result.returncode == 0, result.stderr
     lines = [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()]
     assert lines

@@ -129,10 +129,10 @@ def test_export_download_is_a_training_set(viewer: ViewerProcess, clip_ids: list
     assert status == 400
 
 
-def test_token_is_required_when_configured(viewer_azurite, clip_ids: list[str],
+def test_token_is_required_when_configured(azurite, clip_ids: list[str],
                                            tmp_path: Path) -> None:
     token = "s3cret-token-for-the-depot"
-    server = ViewerProcess(tmp_path / "token.log", viewer_azurite.connection_string,
+    server = ViewerProcess(tmp_path / "token.log", azurite.connection_string,
                            env={"GRAFFITI_VIEWER_TOKEN": token})
     try:
         for path in ("/", "/api/clips", f"/api/video/{clip_ids[0]}", "/static/app.js"):
@@ -157,7 +157,7 @@ def test_token_is_required_when_configured(viewer_azurite, clip_ids: list[str],
     assert token not in server.log()
 
 
-def test_open_bind_without_token_is_refused(viewer_azurite, tmp_path: Path) -> None:
+def test_open_bind_without_token_is_refused(azurite, tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -165,7 +165,7 @@ def test_open_bind_without_token_is_refused(viewer_azurite, tmp_path: Path) -> N
         [sys.executable, "-m", "viewer", "--host", "0.0.0.0", "--port", "0"], cwd=ROOT,
         capture_output=True, text=True, timeout=60,
         env={"PATH": "/usr/bin:/bin",
-             "GRAFFITI_VIEWER_CONNECTION_STRING": viewer_azurite.connection_string})
+             "GRAFFITI_VIEWER_CONNECTION_STRING": azurite.connection_string})
     assert result.returncode == 2
     assert "without an access token" in result.stderr
     assert "AccountKey" not in result.stderr + result.stdout

@@ -15,9 +15,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def storage_env(viewer_azurite: Azurite, clip_ids: list[str],
+def storage_env(azurite: Azurite, clip_ids: list[str],
                 monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    monkeypatch.setenv("GRAFFITI_VIEWER_CONNECTION_STRING", viewer_azurite.connection_string)
+    monkeypatch.setenv("GRAFFITI_VIEWER_CONNECTION_STRING", azurite.connection_string)
     return clip_ids
 
 
