@@ -233,9 +233,25 @@ def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path,
     say(f"  module logs: {pipeline.root / 'logs'}/; twins used: {pipeline.twins_dir}/")
 
 
+def _twin_problems(config_dir: Path) -> list[str]:
+    """Every error in the twin files the demo starts from, with file and line."""
+    from config.cli import check_file
+    from local_run.pipeline import MODULE_ORDER
+
+    return [str(error) for name in MODULE_ORDER
+            if (path := config_dir / f"{name}.yaml").exists()
+            for error in check_file(path, name)]
+
+
 def run_demo(options: DemoOptions) -> int:
     """The sample video through the whole product, one pass, then a summary."""
     _stop_on_signals()
+    problems = _twin_problems(options.config_dir)
+    if problems:
+        say(f"the twin files in {options.config_dir}/ have errors; nothing was started:")
+        for problem in problems:
+            say(f"  {problem}")
+        return 2
     root = options.data_root / "demo"
     _fresh_root(root)
     say(f"[1/{STEPS}] the demo video: {options.video}")

@@ -109,3 +109,18 @@ def test_ctrl_c_ends_every_process_and_keeps_the_clip(tmp_path: Path,
     outbox = data / "demo" / "outbox"
     uploaded = out.count("uploaded graffiti-clips/")
     assert uploaded + len(list(outbox.glob("*.mp4"))) == 1, out
+
+
+def test_a_broken_twin_file_is_named_and_nothing_starts(
+        tmp_path: Path, short_video: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, _ = demo_config(tmp_path)
+    camera = config / "camera.yaml"
+    camera.write_text(camera.read_text().replace("min_score: 0.65", "min_score: 7"))
+    (config / "uploader.yaml").write_text("upload: [unclosed\n")
+    assert run_demo(DemoOptions(config_dir=config, data_root=tmp_path / "data",
+                                video=short_video)) == 2
+    out = capsys.readouterr().out
+    assert "nothing was started" in out
+    assert f"{camera}:" in out and "trigger.min_score" in out and "(got 7)" in out
+    assert "uploader.yaml" in out
+    assert not (tmp_path / "data" / "demo").exists()
