@@ -37,8 +37,8 @@ from typing import Any
 import yaml
 from azure.storage.blob import BlobServiceClient
 
-from config.logs import setup_logging
 from config.uploader import UploaderSettings
+from infra.logs import setup_logging
 from tests.support.azurite import Azurite, ByteCounter, connection_string, start_azurite
 from tests.uploader.clips import at, video_bytes, write_clip
 from uploader_module.service import UploaderService

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from camera_module.packets import EncodedPacket, StreamInfo
-from config.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
+from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
 
 START_CODE = b"\x00\x00\x00\x01"
 NAL_SPS = 7

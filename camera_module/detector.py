@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import av
 import cv2
 
-from config.detection import Detection
+from contracts.detection import Detection
 
 
 class DetectorError(Exception):

@@ -31,7 +31,7 @@ from camera_module.clipwriter import (
 )
 from camera_module.packets import EncodedPacket, PacketRing
 from camera_module.sampling import WallClock
-from config.clip import (
+from contracts.clip import (
     VIDEO_SUFFIX,
     ClipSidecar,
     FrameDetections,
@@ -39,9 +39,9 @@ from config.clip import (
     VideoFacts,
     clip_stem,
 )
-from config.clip import Detection as ClipDetection
-from config.detection import Detection
-from config.logs import event
+from contracts.clip import Detection as ClipDetection
+from contracts.detection import Detection
+from infra.logs import event
 
 log = logging.getLogger(__name__)
 

@@ -39,10 +39,10 @@ from camera_module.sampling import LatestSlot, Sample, Sampler, WallClock
 from camera_module.source import SourceStats, StreamSource
 from camera_module.trigger import Action, EventEnded, EventStarted, PartSplit, Trigger
 from config.camera import CameraSettings
-from config.clip import ModelInfo as ClipModel
-from config.logs import event
-from edge_link.backoff import Backoff
+from contracts.clip import ModelInfo as ClipModel
 from edge_link.runtime import ModuleRuntime
+from infra.backoff import Backoff
+from infra.logs import event
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import av
 
 from camera_module.packets import EncodedPacket, StreamInfo
 from config.camera import StreamSettings
-from config.logs import event
-from edge_link.backoff import Backoff
+from infra.backoff import Backoff
+from infra.logs import event
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from config.camera import RecordingSettings, TriggerSettings
-from config.detection import Detection
+from contracts.detection import Detection
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from config.fields import Section
-from config.logs import redact_value
+from infra.logs import redact_value
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from config.errors import FieldError, SettingsRejected, errors_from_validation
 from config.fields import Section, restart_required_paths
 from config.layers import Doc, has_path, merge, strip_metadata
-from config.logs import event
+from infra.logs import event
 
 S = TypeVar("S", bound=Section)
 log = logging.getLogger(__name__)

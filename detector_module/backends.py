@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from config.logs import event
 from detector_module.package import ModelPackage
+from infra.logs import event
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from config.detection import Detection
+from contracts.detection import Detection
 
 #: Candidates kept before NMS. Bounds the greedy NMS at a low threshold (YOLO heads emit
 #: thousands of rows) so one frame can never take seconds of CPU.

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from config.logs import event
 from detector_module.adapters import Adapter, adapter_for
 from detector_module.backends import Backend, BackendError, InferenceOptions, open_backend
 from detector_module.detection import Detection, PostProcess, postprocess
 from detector_module.package import ModelPackage
+from infra.logs import event
 
 log = logging.getLogger(__name__)
 

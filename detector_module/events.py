@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from config.logs import event
 from detector_module.detection import Detection
 from detector_module.metrics import Metrics
+from infra.logs import event
 
 log = logging.getLogger(__name__)
 

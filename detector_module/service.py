@@ -19,7 +19,6 @@ from typing import Any
 
 from aiohttp import web
 
-from config.logs import event
 from detector_module.adapters import AdapterError
 from detector_module.api import Api
 from detector_module.backends import BackendError, InferenceOptions
@@ -31,6 +30,7 @@ from detector_module.package import ModelPackage, PackageError, bundled_sample, 
 from detector_module.updates.manager import ModelManager
 from detector_module.updates.repository import ModelRepository
 from edge_link.runtime import ModuleRuntime
+from infra.logs import event
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
 
-from config.logs import event, redact
-from edge_link.backoff import Backoff
 from edge_link.base import EdgeLink, Identity, LinkHandlers, encode_body
+from infra.backoff import Backoff
+from infra.logs import event, redact
 
 log = logging.getLogger(__name__)
 

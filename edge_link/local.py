@@ -24,9 +24,9 @@ from watchdog.observers import Observer
 
 from config.errors import SettingsRejected
 from config.layers import Doc, diff, load_yaml_file
-from config.logs import event, redact_value
 from edge_link.base import EdgeLink, Identity, LinkHandlers, encode_body
 from edge_link.iothub import merge_reported
+from infra.logs import event, redact_value
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from typing import Any, Protocol
 
 from config.errors import FieldError, SettingsRejected
 from config.layers import env_layer, load_yaml_file
-from config.logs import apply_logging_settings, event, setup_logging
 from config.registry import ModuleSpec, module_spec
 from config.store import Listener, SettingsStore
+from contracts.outputs import MODULE_OUTPUTS
 from edge_link.base import EdgeLink, LinkHandlers
 from edge_link.factory import open_link
-from edge_link.outputs import MODULE_OUTPUTS
+from infra.logs import apply_logging_settings, event, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class ModuleRuntime:
     def send(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
         """Send a JSON message to an output; the body is stamped with device and module.
 
-        Only the outputs declared for this module in :mod:`edge_link.outputs` are allowed, so
+        Only the outputs declared for this module in :mod:`contracts.outputs` are allowed, so
         the deployment's routes and the code cannot drift apart unnoticed."""
         if output not in MODULE_OUTPUTS[self.spec.name]:
             raise ValueError(f"{self.spec.name} module has no output {output!r}; declared: "

@@ -235,7 +235,7 @@ def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path,
 
 def _twin_problems(config_dir: Path) -> list[str]:
     """Every error in the twin files the demo starts from, with file and line."""
-    from config.cli import check_file
+    from config.check import check_file
     from local_run.pipeline import MODULE_ORDER
 
     return [str(error) for name in MODULE_ORDER

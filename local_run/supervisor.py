@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from config.logs import event
+from infra.logs import event
 
 log = logging.getLogger(__name__)
 

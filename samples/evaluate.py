@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from config.detection import Detection
+from contracts.detection import Detection
 from samples.inference import Detector
 from samples.metrics import average_precision, iou_matrix, match_counts
 from samples.world.encode import read_frames, write_mp4

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from config.detection import Detection
+from contracts.detection import Detection
 from samples.package import read_package
 
 log = logging.getLogger(__name__)

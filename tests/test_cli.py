@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from config.cli import main
+from cli.main import main
 from local_run.processes import free_port
 from tests.support.iothub import HubResponder
 

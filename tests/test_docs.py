@@ -28,6 +28,6 @@ def test_committed_json_schema_is_current(module: str) -> None:
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_local_twin_files_are_valid(module: str) -> None:
-    from config.cli import check_file
+    from config.check import check_file
 
     assert check_file(ROOT / "config" / f"{module}.yaml", module) == []

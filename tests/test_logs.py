@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from config.logs import JsonFormatter, KeyValueFormatter, event, redact, setup_logging
+from infra.logs import JsonFormatter, KeyValueFormatter, event, redact, setup_logging
 
 SECRETS = [
     ("HostName=h;DeviceId=d;ModuleId=m;SharedAccessKey=QUJDREVGRw==", "QUJDREVGRw=="),

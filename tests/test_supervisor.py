@@ -44,7 +44,7 @@ def test_up_stops_every_module_after_duration(tmp_path: Path) -> None:
 
 def test_up_command_defaults_to_all_modules(tmp_path: Path, config_dir: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from config.cli import main
+    from cli.main import main
 
     assert main(["up", "--duration", "0.5", "--data-dir", str(tmp_path / "data"),
                  "--config-dir", str(config_dir)]) == 0

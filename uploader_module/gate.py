@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from edge_link.backoff import Backoff
+from infra.backoff import Backoff
 
 OK = "ok"
 UNREACHABLE = "unreachable"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC
 from urllib.parse import quote
 
-from config.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
+from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
 
 CONTENT_TYPES = {
     VIDEO_SUFFIX: "video/mp4",

@@ -17,7 +17,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from config.clip import SIDECAR_SUFFIX
+from contracts.clip import SIDECAR_SUFFIX
 from uploader_module.clipset import CLIP_SUFFIXES, ClipFiles
 
 log = logging.getLogger(__name__)

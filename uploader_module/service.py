@@ -26,9 +26,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
 
-from config.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
-from config.logs import event
 from config.uploader import UploaderSettings
+from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
+from infra.logs import event
 from uploader_module import gate as gates
 from uploader_module.blocks import FilePlan, plan_file
 from uploader_module.clipset import ClipFiles, CorruptClip, check_clip, check_video, read_sidecar

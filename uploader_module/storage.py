@@ -25,8 +25,8 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContentSettings
 
-from config.logs import redact
 from config.uploader import UploadSettings
+from infra.logs import redact
 from uploader_module.blocks import FilePlan, PlanBuilder, plan_file, read_blocks
 from uploader_module.throttle import Throttle
 

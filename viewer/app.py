@@ -19,8 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from config.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX
-from config.logs import event
+from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX
+from infra.logs import event
 from viewer import auth, export, reviews
 from viewer.catalog import Catalog, Filters
 from viewer.clipid import BadClipId, ClipId, parse

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from config.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX
+from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX
 from viewer.clipid import REVIEW_SUFFIX, BadClipId, ClipId, check_segment, parse, split_blob
 from viewer.store import Entry, Missing, Store
 

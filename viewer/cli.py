@@ -1,6 +1,6 @@
 """``graffiti-edge viewer``: serve the operator page (default) or export a training set.
 
-``add_parser(groups)`` plugs the command into ``config/cli.py``; ``python -m viewer`` runs the
+``add_parser(groups)`` plugs the command into ``cli/main.py``; ``python -m viewer`` runs the
 same options on their own.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from config.logs import event, setup_logging
+from infra.logs import event, setup_logging
 from viewer.settings import ViewerSettings, connection_string_from_env, read_token
 
 log = logging.getLogger("viewer")

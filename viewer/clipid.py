@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from config.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX
+from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX
 
 REVIEW_SUFFIX = ".review.json"
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from config.clip import SIDECAR_SUFFIX, VIDEO_SUFFIX, ClipSidecar, FrameDetections
-from config.logs import event
+from contracts.clip import SIDECAR_SUFFIX, VIDEO_SUFFIX, ClipSidecar, FrameDetections
+from infra.logs import event
 from viewer.catalog import REVIEW_STATES, Catalog, ClipSummary, Filters
 from viewer.store import Store
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from config.logs import event
+from infra.logs import event
 from viewer.catalog import REVIEW_STATE_KEY, REVIEW_STATES, Catalog
 from viewer.clipid import REVIEW_SUFFIX, BadClipId, ClipId, parse
 from viewer.store import Conflict, Missing, Store, StoreError

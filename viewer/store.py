@@ -26,7 +26,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobProperties, ContentSettings
 from azure.storage.blob.aio import BlobServiceClient
 
-from config.logs import redact
+from infra.logs import redact
 from viewer.settings import ViewerSettings
 
 T = TypeVar("T")

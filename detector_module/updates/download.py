@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from config.logs import event
+from infra.logs import event
 
 log = logging.getLogger(__name__)
 

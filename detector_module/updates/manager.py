@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from config.logs import event, redact
 from detector_module.package import PackageError
 from detector_module.updates.download import (
     DownloadCancelled,
@@ -35,6 +34,7 @@ from detector_module.updates.download import (
 from detector_module.updates.repository import ModelRepository
 from detector_module.updates.unpack import unpack
 from detector_module.updates.verify import VerifyError, verify
+from infra.logs import event, redact
 
 log = logging.getLogger(__name__)
 

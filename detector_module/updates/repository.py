@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from config.logs import event
+from infra.logs import event
 
 log = logging.getLogger(__name__)
 

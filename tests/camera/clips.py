@@ -7,7 +7,7 @@ from pathlib import Path
 
 import av
 
-from config.clip import ClipSidecar
+from contracts.clip import ClipSidecar
 from tests.support.rtsp import marker_visible
 
 

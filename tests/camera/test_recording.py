@@ -22,7 +22,7 @@ from camera_module.sampling import LatestSlot, Sampler, WallClock
 from camera_module.source import StreamSource
 from camera_module.trigger import Detection
 from config.camera import StreamSettings
-from config.clip import ClipSidecar
+from contracts.clip import ClipSidecar
 from tests.camera.clips import read_clip
 from tests.support.polling import wait_until
 from tests.support.rtsp import write_marker_video

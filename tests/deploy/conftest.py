@@ -12,7 +12,7 @@ from jsonschema import Draft4Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
-from config.deployment import generate, read_env_file
+from cli.deployment import generate, read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "docs" / "schemas" / "iot-edge"

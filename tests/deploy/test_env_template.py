@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from config.deployment import template_variables
+from cli.deployment import template_variables
 from tests.deploy.conftest import agent_modules, desired, sample_variables
 
 SECRET_NAME = re.compile(r"KEY|PASSWORD|CONNECTION_STRING|ConnectionString", re.IGNORECASE)

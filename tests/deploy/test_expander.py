@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from config.cli import main
-from config.deployment import (
+from cli.deployment import (
     CREATE_OPTIONS_MAX_CHUNKS,
     TWIN_VALUE_MAX_CHARS,
     DeploymentError,
@@ -19,6 +18,7 @@ from config.deployment import (
     read_env_file,
     serialize_create_options,
 )
+from cli.main import main
 from tests.deploy.conftest import (
     MODULE_DIRS,
     ROOT,

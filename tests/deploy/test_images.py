@@ -20,7 +20,7 @@ from tests.deploy.conftest import MODULE_DIRS, ROOT, agent_modules
 
 PLATFORM_BASES = {"amd64": "python:3.11-slim", "arm64v8": "arm64v8/python:3.11-slim"}
 DOCKERFILES = [ROOT / m / f"Dockerfile.{p}" for m in MODULE_DIRS for p in PLATFORM_BASES]
-FIRST_PARTY = {"config", "edge_link", "samples", *MODULE_DIRS}
+FIRST_PARTY = {"contracts", "infra", "config", "edge_link", "samples", *MODULE_DIRS}
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
@@ -158,7 +158,7 @@ def test_dockerignore_keeps_local_state_out_and_sources_in() -> None:
     sources = {source.rstrip("/") for d in DOCKERFILES for keyword, args in instructions(d)
                if keyword == "COPY" and not args.startswith("--from")
                for source in args.split()[:-1]}
-    assert {"pyproject.toml", "README.md", "config", "edge_link"} <= sources
+    assert {"pyproject.toml", "README.md", "contracts", "infra", "config", "edge_link"} <= sources
     for source in sources:
         assert not [p for p in patterns if fnmatch.fnmatch(source, p)], source
 

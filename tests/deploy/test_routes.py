@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from edge_link.outputs import MODULE_OUTPUTS, Output
+from contracts.outputs import MODULE_OUTPUTS, Output
 
 ROUTE = re.compile(r"^FROM /messages/modules/(?P<module>\w+)/outputs/(?P<output>\w+)"
                    r"(?: WHERE .+)? INTO \$upstream$")

@@ -81,7 +81,7 @@ def test_ctrl_c_ends_every_process_and_keeps_the_clip(tmp_path: Path,
                                                       short_video: Path) -> None:
     config, ports = demo_config(tmp_path)
     data = tmp_path / "data"
-    command = [sys.executable, "-m", "config.cli", "demo", "--config-dir", str(config),
+    command = [sys.executable, "-m", "cli.main", "demo", "--config-dir", str(config),
                "--data-dir", str(data), "--video", str(short_video)]
     demo = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert demo.stdout is not None

@@ -8,7 +8,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from config.clip import ClipSidecar, clip_stem
+from contracts.clip import ClipSidecar, clip_stem
 
 START = datetime(2026, 11, 21, 22, 15, 7, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from config.clip import ClipSidecar
+from contracts.clip import ClipSidecar
 from tests.uploader.clips import video_bytes, write_clip
 from uploader_module.blocks import plan_file
 from uploader_module.clipset import ClipFiles, CorruptClip, check_clip, check_video, read_sidecar

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from config.cli import main
+from cli.main import main
 from tests.support.azurite import Azurite
 
 pytestmark = pytest.mark.integration

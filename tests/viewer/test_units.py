@@ -197,7 +197,7 @@ def test_settings_refuse_open_bind_without_token() -> None:
 
 
 def test_export_helpers() -> None:
-    from config.clip import FrameDetections
+    from contracts.clip import FrameDetections
 
     frames = [FrameDetections(t_s=i / 5, detections=[] if i % 2 else [
         {"label": "graffiti", "class_id": 0, "score": 0.9, "box": (0.1, 0.2, 0.3, 0.4)}])

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
-from config.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
+from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
 from samples.world.encode import write_mp4
 from samples.world.video import generate
 from uploader_module.naming import CONTENT_TYPES, blob_metadata, blob_name, blob_prefix

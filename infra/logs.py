@@ -22,6 +22,9 @@ _SECRETS = [
     re.compile(r"(SharedAccessSignature )[^;\s\"']+", re.IGNORECASE),
 ]
 REDACTED = "***"
+# Loggers of the product's own packages; a line from any other logger names it.
+_OWN_LOGGERS = ("config", "edge_link", "infra", "contracts", "cli", "camera_module",
+                "detector_module", "uploader_module")
 
 
 def redact(text: str) -> str:
@@ -87,8 +90,7 @@ class KeyValueFormatter(logging.Formatter):
         parts = [f"{stamp[:-3]}Z", record.levelname, getattr(record, "module_name", "-"),
                  record.getMessage()]
         parts += [f"{k}={_kv(v)}" for k, v in fields.items() if v is not None]
-        if record.name and not record.name.startswith(("config", "edge_link", "camera_module",
-                                                       "detector_module", "uploader_module")):
+        if record.name and not record.name.startswith(_OWN_LOGGERS):
             parts.append(f"logger={record.name}")
         line = " ".join(parts)
         if record.exc_info:

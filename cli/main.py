@@ -12,32 +12,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from config.deployment import PLATFORMS
-from config.errors import FieldError, SettingsRejected, errors_from_validation
-from config.layers import line_of, load_yaml_file
-from config.logs import setup_logging
+from cli.deployment import PLATFORMS
+from config.check import check_file
 from config.registry import MODULES, module_spec
+from infra.logs import setup_logging
 from local_run.demo_video import DEMO_VIDEO
 from viewer.cli import add_parser as add_viewer_parser
-
-
-def check_file(path: Path, module: str) -> list[FieldError]:
-    """Every problem in a settings file, each with its line where YAML knows it."""
-    model = module_spec(module).settings
-    try:
-        doc, node = load_yaml_file(path)
-    except SettingsRejected as exc:
-        return exc.errors
-    try:
-        model.model_validate(doc)
-    except ValidationError as exc:
-        return [
-            FieldError(e.path, e.reason, e.value, source=str(path), line=line_of(node, e.path))
-            for e in errors_from_validation(exc, model)
-        ]
-    return []
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -116,7 +96,7 @@ def _method(args: argparse.Namespace) -> int:
 
 
 def _deploy_genconfig(args: argparse.Namespace) -> int:
-    from config.deployment import DeploymentError, generate_file
+    from cli.deployment import DeploymentError, generate_file
 
     try:
         manifest = generate_file(args.template, env_file=args.env, platform=args.platform,
