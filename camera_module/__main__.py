@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from camera_module.service import CameraService
-from edge_link.runtime import ModuleRuntime, Service, module_main
+from config.registry import CAMERA
+from edge_link.runtime import ModuleRuntime, ModuleService, module_main
 
 DESCRIPTION = (
     "Samples an RTSP camera, asks the detector about frames, and records clips of graffiti "
@@ -13,13 +15,13 @@ DESCRIPTION = (
 )
 
 
-def build(runtime: ModuleRuntime) -> list[Service]:
+def build(runtime: ModuleRuntime) -> list[ModuleService[Any]]:
     """The module's own services, started once its settings are in force."""
     return [CameraService(runtime)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return module_main("camera", DESCRIPTION, build, argv)
+    return module_main(CAMERA, DESCRIPTION, build, argv)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,6 @@ from contracts.clip import (
     VideoFacts,
     clip_stem,
 )
-from contracts.clip import Detection as ClipDetection
 from contracts.detection import Detection
 from infra.logs import event
 
@@ -265,8 +264,7 @@ class Recorder:
             digest = sha256_file(video_tmp)
             frames = [FrameDetections(
                 t_s=round(obs.t - video.first_t, 3),
-                detections=[ClipDetection(label=d.label, class_id=d.class_id, score=d.score,
-                                          box=d.box) for d in obs.detections])
+                detections=list(obs.detections))
                 for obs in rec.observations if video.first_t <= obs.t <= video.last_t
                 and obs.detections]
             scores = [d.score for f in frames for d in f.detections]

@@ -364,7 +364,7 @@ class CameraService:
 
     def _notify(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
         ids = self.runtime.settings.identity
-        self.runtime.send(output, msg_type, {"trainId": ids.train_id,
+        self.runtime.send_body(output, msg_type, {"trainId": ids.train_id,
                                              "cameraId": ids.camera_id, **body})
 
     def _send(self, msg_type: str, body: dict[str, Any]) -> None:

@@ -3,33 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from config.camera import CameraSettings
 from config.detector import DetectorSettings
 from config.fields import Section
 from config.uploader import UploaderSettings
 
+S = TypeVar("S", bound=Section)
+
 
 @dataclass(frozen=True)
-class ModuleSpec:
+class ModuleSpec(Generic[S]):
     """What the shared runtime needs to know about one module."""
 
     name: str
-    settings: type[Section]
+    settings: type[S]
     env_prefix: str
 
 
-MODULES: dict[str, ModuleSpec] = {
-    spec.name: spec
-    for spec in (
-        ModuleSpec("camera", CameraSettings, "CAMERA_"),
-        ModuleSpec("detector", DetectorSettings, "DETECTOR_"),
-        ModuleSpec("uploader", UploaderSettings, "UPLOADER_"),
-    )
-}
+CAMERA: ModuleSpec[CameraSettings] = ModuleSpec("camera", CameraSettings, "CAMERA_")
+DETECTOR: ModuleSpec[DetectorSettings] = ModuleSpec("detector", DetectorSettings, "DETECTOR_")
+UPLOADER: ModuleSpec[UploaderSettings] = ModuleSpec("uploader", UploaderSettings, "UPLOADER_")
+MODULES: dict[str, ModuleSpec[Any]] = {spec.name: spec for spec in (CAMERA, DETECTOR, UPLOADER)}
 
 
-def module_spec(name: str) -> ModuleSpec:
+def module_spec(name: str) -> ModuleSpec[Any]:
     """The spec for a module name, with an error that lists the valid names."""
     try:
         return MODULES[name]

@@ -39,7 +39,7 @@ class Outcome:
     errors: tuple[FieldError, ...] = ()
 
 
-Listener = Callable[[Any, Any, tuple[str, ...]], None]
+Listener = Callable[[S, S, tuple[str, ...]], None]
 
 
 def changed_paths(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -81,7 +81,7 @@ class SettingsStore(Generic[S]):
         self._restart_paths = restart_required_paths(model)
         self._last_good_path = last_good_path
         self._lock = threading.RLock()
-        self._listeners: list[Listener] = []
+        self._listeners: list[Listener[S]] = []
         self._twin: Doc = {}
         self._version: int | None = None
         self._started: dict[str, Any] | None = None
@@ -111,7 +111,7 @@ class SettingsStore(Generic[S]):
             now = self._current.model_dump(mode="json")
             return sorted(p for p in changed_paths(self._started, now) if p in self._restart_paths)
 
-    def subscribe(self, listener: Listener) -> None:
+    def subscribe(self, listener: Listener[S]) -> None:
         """Call ``listener(old, new, changed_paths)`` after every applied change."""
         with self._lock:
             self._listeners.append(listener)

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from contracts.detection import Detection
+
 SCHEMA_VERSION = 1
 VIDEO_SUFFIX = ".mp4"
 THUMBNAIL_SUFFIX = ".jpg"
@@ -48,15 +50,6 @@ class ModelInfo(_Part):
 
     name: str
     version: str
-
-
-class Detection(_Part):
-    """One detection, as the detector returns it (box normalised to 0..1)."""
-
-    label: str
-    class_id: int = Field(ge=0)
-    score: float = Field(ge=0, le=1)
-    box: tuple[float, float, float, float] = Field(description="x1, y1, x2, y2 in 0..1.")
 
 
 class FrameDetections(_Part):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from config.registry import DETECTOR
 from detector_module.service import DetectorService
-from edge_link.runtime import ModuleRuntime, Service, module_main
+from edge_link.runtime import ModuleRuntime, ModuleService, module_main
 
 DESCRIPTION = (
     "Runs the graffiti detection model (ONNX Runtime with OpenVINO) and serves it over a "
@@ -22,14 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "sample model.")
 
 
-def build(runtime: ModuleRuntime) -> list[Service]:
+def build(runtime: ModuleRuntime) -> list[ModuleService[Any]]:
     """The module's own services, started once its settings are in force."""
     cli = runtime.options.cli
     return [DetectorService(runtime, model_path=cli.model, port=cli.port)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return module_main("detector", DESCRIPTION, build, argv, add_arguments=add_arguments)
+    return module_main(DETECTOR, DESCRIPTION, build, argv, add_arguments=add_arguments)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ class DetectorService:
                                     ready=self._first_load)
         self.slot = ModelSlot()
         self.metrics = Metrics()
-        self.events = DetectionEvents(runtime.send, self.metrics)
+        self.events = DetectionEvents(runtime.send_body, self.metrics)
         self._executor = ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="detect")
         self._api = Api(lambda: runtime.settings, self.slot, self.events, self.metrics,
                         self._executor)

@@ -29,7 +29,6 @@ class LinkHandlers:
     on_twin: Callable[[dict[str, Any]], None]
     on_patch: Callable[[dict[str, Any]], None]
     on_method: Callable[[str, Any], tuple[int, Any]]
-    on_input: Callable[[str, Any], None] = field(default=lambda name, body: None)
     on_source_error: Callable[[list[FieldError]], None] = field(default=lambda errors: None)
 
 
@@ -47,14 +46,14 @@ def encode_body(output: str, body: dict[str, Any]) -> bytes:
 
 
 class EdgeLink(ABC):
-    """One module's connection to its twin, outputs, inputs and direct methods."""
+    """One module's connection to its twin, outputs and direct methods (no module has inputs)."""
 
     identity: Identity
     kind: str
 
     @abstractmethod
     def start(self, handlers: LinkHandlers) -> None:
-        """Begin delivering twin, patches, methods and inputs. Never fails for being offline."""
+        """Begin delivering twin, patches and methods. Never fails for being offline."""
 
     @abstractmethod
     def report(self, patch: dict[str, Any]) -> None:

@@ -136,7 +136,6 @@ class IoTHubLink(EdgeLink):
         assert self._client is not None
         self._client.on_twin_desired_properties_patch_received = self._on_patch
         self._client.on_method_request_received = self._on_method
-        self._client.on_message_received = self._on_message
         self._subscribed = True
 
     def _flush(self) -> None:
@@ -186,14 +185,6 @@ class IoTHubLink(EdgeLink):
         except Exception as exc:
             event(log, logging.WARNING, "link.method_response_failed", method=request.name,
                   error=redact(str(exc)))
-
-    def _on_message(self, message: Message) -> None:
-        assert self._handlers is not None
-        try:
-            body = message.data.decode("utf-8") if isinstance(message.data, bytes) else message.data
-            self._handlers.on_input(message.input_name or "", body)
-        except Exception:
-            log.exception("link.input_handler_failed input=%s", message.input_name)
 
 
 def merge_reported(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,12 @@
 """What every module does around its own job: settings, the link, methods, reports, signals.
 
-A module builds a :class:`ModuleRuntime`, starts it (which loads settings and waits briefly for
-the twin), wires its own components to ``runtime.settings`` and ``runtime.subscribe``, and
-runs until SIGTERM. Offline at start is normal on a train: after ``twin_wait_s`` the module
-goes on with its last good settings and applies the twin whenever the link comes up.
+The lifecycle is the same for the three modules (:func:`module_main`): parse the process
+options, build a :class:`ModuleRuntime` and start it (settings loaded, a short wait for the
+twin), build the module's :class:`ModuleService` objects, attach each (its direct methods, its
+settings listener and its status go through the runtime, one way for every module), start
+them, run until SIGTERM, stop them in reverse. Offline at start is normal on a train: after
+``twin_wait_s`` the module goes on with its last good settings and applies the twin whenever
+the link comes up.
 """
 
 from __future__ import annotations
@@ -18,21 +21,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, TypeVar
 
 from config.errors import FieldError, SettingsRejected
+from config.fields import Section
 from config.layers import env_layer, load_yaml_file
-from config.registry import ModuleSpec, module_spec
+from config.registry import ModuleSpec
 from config.store import Listener, SettingsStore
+from contracts.messages import Message
 from contracts.outputs import MODULE_OUTPUTS
 from edge_link.base import EdgeLink, LinkHandlers
 from edge_link.factory import open_link
+from edge_link.status import StatusReporter
 from infra.logs import apply_logging_settings, event, setup_logging
 
 log = logging.getLogger(__name__)
 
 MethodHandler = Callable[[Any], tuple[int, Any]]
-InputHandler = Callable[[Any], None]
+S = TypeVar("S", bound=Section)
 
 
 def package_version() -> str:
@@ -52,10 +58,33 @@ class RuntimeOptions:
     cli: argparse.Namespace = field(default_factory=argparse.Namespace)
 
 
-class ModuleRuntime:
+class ModuleService(Generic[S]):
+    """A module's own job, started after the runtime and stopped before it.
+
+    Override what applies: ``methods`` (direct methods by name), ``on_settings`` (called after
+    every applied settings change), ``status`` (reported-property sections, asked for by the
+    runtime's one status reporter; call ``runtime.status_changed()`` to have them sent soon)."""
+
+    def methods(self) -> Mapping[str, MethodHandler]:
+        return {}
+
+    def on_settings(self, old: S, new: S, changed: tuple[str, ...]) -> None:
+        """React to a settings change (the new settings are already in force)."""
+
+    def status(self) -> Mapping[str, Any]:
+        return {}
+
+    def start(self) -> None:
+        """Begin the job; raise (e.g. port taken) to stop the module with a clear line."""
+
+    def stop(self) -> None:
+        """Finish or hand over what is under way, quickly."""
+
+
+class ModuleRuntime(Generic[S]):
     """Settings in force, the link, direct methods and reported properties for one module."""
 
-    def __init__(self, spec: ModuleSpec, options: RuntimeOptions, *,
+    def __init__(self, spec: ModuleSpec[S], options: RuntimeOptions, *,
                  environ: Mapping[str, str] | None = None, link: EdgeLink | None = None) -> None:
         environ = os.environ if environ is None else environ
         self.spec = spec
@@ -65,7 +94,7 @@ class ModuleRuntime:
         file_layer: dict[str, Any] = {}
         if self.link.kind != "local" and options.config_file is not None:
             file_layer, _ = load_yaml_file(options.config_file)
-        self.store: SettingsStore[Any] = SettingsStore(
+        self.store: SettingsStore[S] = SettingsStore(
             spec.settings,
             file_layer=file_layer,
             env_layer=env_layer(spec.env_prefix, environ),
@@ -73,31 +102,41 @@ class ModuleRuntime:
             last_good_path=options.data_dir / "state" / "settings.last_good.json",
         )
         self._methods: dict[str, MethodHandler] = {"ping": self._ping}
-        self._inputs: dict[str, InputHandler] = {}
+        self.reporter = StatusReporter(self.link.report)
         self._first_twin = threading.Event()
         self._stopping = threading.Event()
         self._started_at = datetime.now(UTC)
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> S:
         """The settings in force (immutable; read it again to see later changes)."""
         return self.store.current
 
-    def subscribe(self, listener: Listener) -> None:
+    def attach(self, service: ModuleService[S]) -> None:
+        """Wire a service in: its direct methods, its settings listener and its status."""
+        for name, handler in service.methods().items():
+            self.register_method(name, handler)
+        self.subscribe(service.on_settings)
+        self.reporter.add(service.status)
+
+    def subscribe(self, listener: Listener[S]) -> None:
         """Be told ``(old, new, changed_paths)`` after every applied settings change."""
         self.store.subscribe(listener)
 
     def register_method(self, name: str, handler: MethodHandler) -> None:
+        if name in self._methods:
+            raise ValueError(f"direct method {name!r} is registered twice")
         self._methods[name] = handler
 
-    def register_input(self, name: str, handler: InputHandler) -> None:
-        self._inputs[name] = handler
+    def status_changed(self) -> None:
+        """A service's status changed: report it soon rather than at the next interval."""
+        self.reporter.poke()
 
     def start(self) -> None:
         """Connect (or not), apply the twin, and report what is in force."""
         self.store.subscribe(self._on_change)
         self.link.start(LinkHandlers(on_twin=self._on_twin, on_patch=self._on_patch,
-                                     on_method=self._on_method, on_input=self._on_input,
+                                     on_method=self._on_method,
                                      on_source_error=self._on_source_error))
         if not self._first_twin.wait(self.options.twin_wait_s):
             event(log, logging.WARNING, "settings.twin_unavailable",
@@ -111,14 +150,22 @@ class ModuleRuntime:
         event(log, logging.INFO, "module.started", link=self.link.kind,
               device=self.link.identity.device_id, module_id=self.link.identity.module_id)
 
-    def send(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
-        """Send a JSON message to an output; the body is stamped with device and module.
+    def send(self, message: Message) -> None:
+        """Send a message to its output, stamped with this device and module.
 
         Only the outputs declared for this module in :mod:`contracts.outputs` are allowed, so
         the deployment's routes and the code cannot drift apart unnoticed."""
+        output = message.OUTPUT
         if output not in MODULE_OUTPUTS[self.spec.name]:
-            raise ValueError(f"{self.spec.name} module has no output {output!r}; declared: "
-                             f"{sorted(MODULE_OUTPUTS[self.spec.name])}")
+            raise ValueError(f"{self.spec.name} module has no output {output.value!r}; declared: "
+                             f"{sorted(o.value for o in MODULE_OUTPUTS[self.spec.name])}")
+        stamped = message.model_copy(update={"device_id": self.link.identity.device_id,
+                                             "module_id": self.link.identity.module_id})
+        self.link.send(output, message.TYPE, stamped.body())
+
+    def send_body(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
+        """TEMPORARY (layout refactor in progress): untyped send, until every sender builds a
+        :mod:`contracts.messages` model."""
         stamped = {"deviceId": self.link.identity.device_id,
                    "moduleId": self.link.identity.module_id, **body}
         self.link.send(output, msg_type, stamped)
@@ -136,6 +183,7 @@ class ModuleRuntime:
 
     def stop(self) -> None:
         self._stopping.set()
+        self.reporter.stop()
         self.link.stop()
         event(log, logging.INFO, "module.stopped")
 
@@ -166,35 +214,21 @@ class ModuleRuntime:
         event(log, logging.INFO, "method.called", method=name)
         return handler(payload)
 
-    def _on_input(self, name: str, body: Any) -> None:
-        handler = self._inputs.get(name)
-        if handler is None:
-            event(log, logging.WARNING, "input.unrouted", input=name)
-            return
-        handler(body)
-
     def _ping(self, payload: Any) -> tuple[int, Any]:
         uptime = (datetime.now(UTC) - self._started_at).total_seconds()
         return 200, {"module": self.spec.name, "version": package_version(),
                      "uptime_s": round(uptime, 1), "echo": payload}
 
 
-class Service(Protocol):
-    """A module's own job, started after the runtime and stopped before it."""
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-def module_main(name: str, description: str, build: Callable[[ModuleRuntime], list[Service]],
+def module_main(spec: ModuleSpec[S], description: str,
+                build: Callable[[ModuleRuntime[S]], list[ModuleService[S]]],
                 argv: Sequence[str] | None = None, *,
                 add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
     """The shared entry point of the three modules (``python -m <module>``).
 
     ``add_arguments`` adds a module's own options; ``build`` finds them parsed in
     ``runtime.options.cli``."""
-    spec = module_spec(name)
+    name = spec.name
     prefix = spec.env_prefix
     parser = argparse.ArgumentParser(
         prog=f"{name}-module", description=description,
@@ -231,11 +265,14 @@ def module_main(name: str, description: str, build: Callable[[ModuleRuntime], li
     if identity is not None:
         ids |= {"train_id": identity.train_id, "camera_id": identity.camera_id}
     setup_logging(name, level=settings.logging.level, fmt=settings.logging.format, ids=ids)
-    started: list[Service] = []
+    started: list[ModuleService[S]] = []
     try:
         for service in build(runtime):
+            if isinstance(service, ModuleService):  # TEMPORARY: until every service is one
+                runtime.attach(service)
             service.start()
             started.append(service)
+        runtime.reporter.start()
     except Exception as exc:
         # E.g. the port is taken: say so in one line and stop what did start.
         event(log, logging.ERROR, "module.start_failed", error=f"{type(exc).__name__}: {exc}")
@@ -248,7 +285,7 @@ def module_main(name: str, description: str, build: Callable[[ModuleRuntime], li
     return 0
 
 
-def _stop_all(services: list[Service], runtime: ModuleRuntime) -> None:
+def _stop_all(services: list[ModuleService[S]], runtime: ModuleRuntime[S]) -> None:
     for service in reversed(services):
         try:
             service.stop()

@@ -1,4 +1,9 @@
-"""Capped exponential backoff with full jitter, for anything that may be away for hours."""
+"""Capped exponential backoff with equal jitter, for anything that may be away for hours.
+
+Equal jitter (a wait drawn from the upper half of the current ceiling) rather than full jitter
+(from zero up): it still spreads a fleet of trains that come back online at once, and it never
+retries at once, which matters for the local endpoints (detector, edgeHub, Blob on Edge) whose
+restart takes a second or two."""
 
 from __future__ import annotations
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from config.registry import module_spec
+from contracts.messages import EventStarted
 from edge_link.runtime import ModuleRuntime, RuntimeOptions
 from tests.support.iothub import HubResponder
 
@@ -72,10 +74,12 @@ def test_invalid_patch_is_rejected_whole_and_reported(runtime: ModuleRuntime, hu
 
 def test_output_message_arrives_with_properties(runtime: ModuleRuntime, hub: HubResponder
                                                 ) -> None:
-    runtime.send("events", "event_started", {"eventId": "ev-1", "score": 0.9})
+    now = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    runtime.send(EventStarted(train_id="t1", camera_id="c1", event_id="ev-1", start_utc=now,
+                              clip_from_utc=now, max_score=0.9))
     hub.wait_for(lambda: any(m.output == "events" for m in hub.messages), 10, "output message")
     message = next(m for m in hub.messages if m.output == "events")
-    assert message.properties["type"] == "event_started"
+    assert message.properties["type"] == "event.started"
     assert message.properties["$.ct"] == "application/json"
     assert message.properties["$.ce"] == "utf-8"
     assert message.body["eventId"] == "ev-1"

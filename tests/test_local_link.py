@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from config.registry import module_spec
+from contracts.messages import ClipUploaded, ClipWritten, EventStarted, read_message
 from edge_link.local import invoke_local_method
 from edge_link.runtime import ModuleRuntime, RuntimeOptions
 from tests.support.polling import wait_until
+
+NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -74,13 +78,18 @@ def test_broken_yaml_keeps_last_good_and_is_reported(runtime: ModuleRuntime, twi
 
 
 def test_outputs_land_in_json_lines_files(runtime: ModuleRuntime, data_dir: Path) -> None:
-    runtime.send("events", "event_started", {"eventId": "ev-1"})
-    runtime.send("events", "clip_written", {"eventId": "ev-1", "bytes": 123})
+    runtime.send(EventStarted(train_id="t1", camera_id="c1", event_id="ev-1", start_utc=NOW,
+                              clip_from_utc=NOW))
+    runtime.send(ClipWritten(train_id="t1", camera_id="c1", event_id="ev-1", part=1,
+                             stem="ev-1", files={"ev-1.mp4": 123}, duration_s=1.0,
+                             start_utc=NOW, end_utc=NOW, max_score=0.9, trigger="event"))
     lines = [json.loads(x) for x in (data_dir / "outputs" / "events.jsonl").read_text()
              .splitlines()]
     assert [(x["type"], x["body"]["eventId"]) for x in lines] == [
-        ("event_started", "ev-1"), ("clip_written", "ev-1")]
+        ("event.started", "ev-1"), ("clip.written", "ev-1")]
     assert lines[0]["body"]["moduleId"] == "camera_module"
+    assert lines[1]["body"]["schemaVersion"] == 1
+    assert read_message(lines[1]["type"], lines[1]["body"]).files == {"ev-1.mp4": 123}
 
 
 def test_direct_method_through_the_methods_folder(runtime: ModuleRuntime, data_dir: Path) -> None:
@@ -92,4 +101,6 @@ def test_direct_method_through_the_methods_folder(runtime: ModuleRuntime, data_d
 
 def test_undeclared_output_is_refused(runtime: ModuleRuntime) -> None:
     with pytest.raises(ValueError, match="camera module has no output 'clips'"):
-        runtime.send("clips", "clip_uploaded", {})
+        runtime.send(ClipUploaded(event_id="ev-1", part=1, stem="ev-1", train_id="t1",
+                                  camera_id="c1", start_utc=NOW, max_score=0.9,
+                                  model_version="1", container="clips", bytes=0, blobs=[]))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from edge_link.runtime import ModuleRuntime, Service, module_main
+from config.registry import UPLOADER
+from edge_link.runtime import ModuleRuntime, ModuleService, module_main
 from uploader_module.service import UploaderService
 
 DESCRIPTION = (
@@ -13,7 +15,7 @@ DESCRIPTION = (
 )
 
 
-def build(runtime: ModuleRuntime) -> list[Service]:
+def build(runtime: ModuleRuntime) -> list[ModuleService[Any]]:
     """The module's own services, started once its settings are in force."""
     service = UploaderService(runtime)
     runtime.register_method("upload_status", service.method_status)
@@ -21,7 +23,7 @@ def build(runtime: ModuleRuntime) -> list[Service]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return module_main("uploader", DESCRIPTION, build, argv)
+    return module_main(UPLOADER, DESCRIPTION, build, argv)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from config.uploader import UploaderSettings
 from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
 from infra.logs import event
+from infra.throttle import Throttle
 from uploader_module import gate as gates
 from uploader_module.blocks import FilePlan, plan_file
 from uploader_module.clipset import ClipFiles, CorruptClip, check_clip, check_video, read_sidecar
@@ -38,7 +39,6 @@ from uploader_module.quarantine import quarantine
 from uploader_module.quota import choose_evictions
 from uploader_module.status import UploadStatus
 from uploader_module.storage import BlobTarget, Interrupted, PutResult, StorageError
-from uploader_module.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Host(Protocol):
 
     def subscribe(self, listener: Callable[[Any, Any, tuple[str, ...]], None]) -> None: ...
 
-    def send(self, output: str, msg_type: str, body: dict[str, Any]) -> None: ...
+    def send_body(self, output: str, msg_type: str, body: dict[str, Any]) -> None: ...
 
     def report(self, section: str, value: Any) -> None: ...
 
@@ -281,7 +281,7 @@ class UploaderService:
                 results: list[PutResult], seconds: float) -> None:
         total = sum(r.bytes for r in results)
         sent = sum(r.bytes_sent for r in results)
-        self.host.send("clips", "clip_uploaded", {
+        self.host.send_body("clips", "clip_uploaded", {
             "eventId": sidecar.event_id, "part": sidecar.part, "stem": files.stem,
             "trainId": sidecar.train_id, "cameraId": sidecar.camera_id,
             "startUtc": sidecar.start_utc.isoformat(), "maxScore": sidecar.max_score,
@@ -363,7 +363,7 @@ class UploaderService:
         self.status.error("corrupt", reason, files.stem)
         event(log, logging.ERROR, "clip.quarantined", event_id=event_id, stem=files.stem,
               reason=reason, folder=folder)
-        self.host.send("alerts", "clip_quarantined", {
+        self.host.send_body("alerts", "clip_quarantined", {
             "alert": "clip_quarantined", "eventId": event_id, "stem": files.stem,
             "reason": reason, "folder": str(folder)})
         self._report()
@@ -435,7 +435,7 @@ class UploaderService:
         event(log, logging.WARNING, "clip.evicted", event_id=event_id, stem=entry.stem,
               bytes=entry.bytes, max_score=score, policy=settings.outbox.eviction,
               used_bytes=used, quota_bytes=quota)
-        self.host.send("alerts", "clip_evicted", {
+        self.host.send_body("alerts", "clip_evicted", {
             "alert": "clip_evicted", "eventId": event_id, "stem": entry.stem,
             "bytes": entry.bytes, "maxScore": score, "policy": settings.outbox.eviction,
             "outboxBytes": used, "quotaBytes": quota})
@@ -472,7 +472,7 @@ class UploaderService:
             names = [p.name for p in entry.files.present()]
             event(log, logging.WARNING, "clip.incomplete", stem=entry.stem, files=",".join(names),
                   age_s=round(time.time() - entry.mtime))
-            self.host.send("alerts", "clip_incomplete", {
+            self.host.send_body("alerts", "clip_incomplete", {
                 "alert": "clip_incomplete", "stem": entry.stem, "files": names,
                 "bytes": entry.bytes, "ageS": round(time.time() - entry.mtime)})
         self._leftovers_alerted &= {e.stem for e in leftovers}
@@ -488,7 +488,7 @@ class UploaderService:
         if low and not self._disk_low:
             event(log, logging.ERROR, "disk.low", free_bytes=free, min_free_mb=min_free_mb,
                   folder=self.outbox.root)
-            self.host.send("alerts", "disk_low", {"alert": "disk_low", "freeBytes": free,
+            self.host.send_body("alerts", "disk_low", {"alert": "disk_low", "freeBytes": free,
                                                   "folder": str(self.outbox.root)})
         elif self._disk_low and not low:
             event(log, logging.INFO, "disk.recovered", free_bytes=free)

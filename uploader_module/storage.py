@@ -27,8 +27,8 @@ from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, Content
 
 from config.uploader import UploadSettings
 from infra.logs import redact
+from infra.throttle import Throttle
 from uploader_module.blocks import FilePlan, PlanBuilder, plan_file, read_blocks
-from uploader_module.throttle import Throttle
 
 T = TypeVar("T")
 ErrorKind = Literal["unreachable", "auth", "rejected", "config"]

@@ -248,7 +248,7 @@ class ModelManager:
                 "status": "active", "activatedAt": activated, "source": source,
                 "providers": info.get("providers")}
         try:
-            self.runtime.send("model", "model.activated", body)
+            self.runtime.send_body("model", "model.activated", body)
         except Exception as exc:  # noqa: BLE001 - a missing route must not undo the swap
             event(log, logging.WARNING, "model.message_failed", error=str(exc))
         event(log, logging.INFO, "model.activated", model=name, version=version, source=source)

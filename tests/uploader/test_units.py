@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from contracts.clip import ClipSidecar
+from infra.throttle import Throttle
 from tests.uploader.clips import video_bytes, write_clip
 from uploader_module.blocks import plan_file
 from uploader_module.clipset import ClipFiles, CorruptClip, check_clip, check_video, read_sidecar
@@ -20,7 +21,6 @@ from uploader_module.naming import blob_metadata, blob_name
 from uploader_module.outbox import Entry, Outbox, Scan
 from uploader_module.quarantine import REASON_FILE, quarantine
 from uploader_module.quota import choose_evictions
-from uploader_module.throttle import Throttle
 
 
 class FakeClock:

@@ -1,10 +1,15 @@
-"""A byte-rate cap shared by every upload, because the train's uplink is shared too."""
+"""A byte-rate cap for transfers that share the train's uplink (uploads, model downloads).
+
+Every ``*_kbps`` setting means kilobytes per second with 1 kB = :data:`KB` = 1000 bytes, the
+unit network links are sold and measured in."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+
+KB = 1000  # bytes in the kB of every *_kbps setting
 
 
 class Throttle:
@@ -18,6 +23,11 @@ class Throttle:
         self._rate = bytes_per_s
         self._tokens = bytes_per_s
         self._last = clock()
+
+    @classmethod
+    def kbps(cls, kbps: float, *, clock: Callable[[], float] = time.monotonic) -> Throttle:
+        """A throttle for a ``*_kbps`` setting (0: no cap)."""
+        return cls(kbps * KB, clock=clock)
 
     def set_rate(self, bytes_per_s: float) -> None:
         with self._lock:
