@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pydantic import ValidationError
 from config.errors import FieldError, SettingsRejected, errors_from_validation
 from config.fields import Section, restart_required_paths
 from config.layers import Doc, has_path, merge, strip_metadata
+from infra.durable import write_atomic
 from infra.logs import event
 
 S = TypeVar("S", bound=Section)
@@ -219,14 +219,10 @@ class SettingsStore(Generic[S]):
         if self._last_good_path is None:
             return
         path = self._last_good_path
-        tmp = path.with_suffix(path.suffix + ".tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             # Owner-only: a connection string set through the twin is part of this layer.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps({"version": self._version, "twin": self._twin}))
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps({"version": self._version, "twin": self._twin}),
+                         mode=0o600)
         except OSError as exc:
             event(log, logging.WARNING, "settings.last_good_not_saved", path=path, error=exc)
 

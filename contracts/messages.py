@@ -30,6 +30,9 @@ def _iso_ms(value: datetime) -> str:
 #: A UTC time on the wire: ISO 8601 with milliseconds and offset.
 UtcTime = Annotated[AwareDatetime, PlainSerializer(_iso_ms, return_type=str)]
 
+EVENT_ID = "Event id; the clip of its first part has it as file stem."
+PART = "Clip part of the event, 1 for the first (long events are split)."
+
 
 class Message(BaseModel):
     """Fields every message carries; ``device_id`` and ``module_id`` are stamped by the
@@ -66,11 +69,11 @@ class EventStarted(CameraMessage):
     OUTPUT = Output.EVENTS
     TYPE = "event.started"
 
-    event_id: str
+    event_id: str = Field(description=EVENT_ID)
     start_utc: UtcTime = Field(description="When the trigger confirmed the event.")
     clip_from_utc: UtcTime = Field(description="Start of the clip, pre-roll included.")
     max_score: float | None = Field(None, description="Best score of the confirming frame.")
-    labels: list[str] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list, description="Labels in that frame.")
 
 
 class EventEnded(CameraMessage):
@@ -79,8 +82,8 @@ class EventEnded(CameraMessage):
     OUTPUT = Output.EVENTS
     TYPE = "event.ended"
 
-    event_id: str
-    end_utc: UtcTime
+    event_id: str = Field(description=EVENT_ID)
+    end_utc: UtcTime = Field(description="When the event ended.")
     last_confirmed_utc: UtcTime | None = Field(
         None, description="Last frame that still confirmed the event.")
     parts: int = Field(ge=1, description="How many clips (parts) the event has.")
@@ -94,14 +97,14 @@ class ClipWritten(CameraMessage):
     OUTPUT = Output.EVENTS
     TYPE = "clip.written"
 
-    event_id: str
-    part: int = Field(ge=1)
+    event_id: str = Field(description=EVENT_ID)
+    part: int = Field(ge=1, description=PART)
     stem: str = Field(description="File stem in the outbox.")
     files: dict[str, int] = Field(description="File name to size in bytes.")
-    duration_s: float
-    start_utc: UtcTime
-    end_utc: UtcTime
-    max_score: float
+    duration_s: float = Field(description="Length of the video in seconds.")
+    start_utc: UtcTime = Field(description="Time of the clip's first frame.")
+    end_utc: UtcTime = Field(description="Time of the clip's last frame.")
+    max_score: float = Field(description="Best detection score in the clip.")
     trigger: str = Field(description="What made the clip: event or on_demand.")
 
 
@@ -114,9 +117,9 @@ class ClipFailed(CameraMessage):
     OUTPUT = Output.ALERTS
     TYPE = "clip.failed"
 
-    event_id: str
-    part: int = Field(ge=1)
-    reason: str
+    event_id: str = Field(description=EVENT_ID)
+    part: int = Field(ge=1, description=PART)
+    reason: str = Field(description="What went wrong.")
 
 
 class ClipWriteFailed(CameraMessage):
@@ -125,12 +128,12 @@ class ClipWriteFailed(CameraMessage):
     OUTPUT = Output.ALERTS
     TYPE = "clip.write_failed"
 
-    event_id: str
-    part: int = Field(ge=1)
-    error: str
+    event_id: str = Field(description=EVENT_ID)
+    part: int = Field(ge=1, description=PART)
+    error: str = Field(description="The disk error.")
     disk_full: bool = Field(description="The disk (or quota) is full.")
     waiting: int = Field(description="Clips now waiting for the disk.")
-    retry_in_s: float
+    retry_in_s: float = Field(description="Seconds until the next try.")
     dropped: str | None = Field(None, description="Stem of a clip given up to make room for "
                                 "this one, if any.")
 
@@ -143,9 +146,9 @@ class UploadedBlob(BaseModel):
 
     model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
 
-    name: str
-    bytes: int
-    content_type: str
+    name: str = Field(description="Blob name in the container.")
+    bytes: int = Field(description="Size in bytes.")
+    content_type: str = Field(description="The blob's Content-Type.")
 
 
 class ClipUploaded(Message):
@@ -154,18 +157,18 @@ class ClipUploaded(Message):
     OUTPUT = Output.CLIPS
     TYPE = "clip.uploaded"
 
-    event_id: str
-    part: int = Field(ge=1)
-    stem: str
-    train_id: str
-    camera_id: str
-    start_utc: UtcTime
-    max_score: float
-    labels: list[str] = Field(default_factory=list)
-    model_version: str
-    container: str
+    event_id: str = Field(description=EVENT_ID)
+    part: int = Field(ge=1, description=PART)
+    stem: str = Field(description="File stem the clip had in the outbox.")
+    train_id: str = Field(description="Train (or depot) of the camera.")
+    camera_id: str = Field(description="Camera that recorded the clip.")
+    start_utc: UtcTime = Field(description="Time of the clip's first frame.")
+    max_score: float = Field(description="Best detection score in the clip.")
+    labels: list[str] = Field(default_factory=list, description="Labels detected in the clip.")
+    model_version: str = Field(description="Version of the model that found them.")
+    container: str = Field(description="Blob container the clip is in.")
     bytes: int = Field(description="Total size of the clip's blobs.")
-    blobs: list[UploadedBlob]
+    blobs: list[UploadedBlob] = Field(description="Video, thumbnail and sidecar blobs.")
 
 
 # -- uploader: output "alerts" -----------------------------------------------------------------
@@ -177,10 +180,10 @@ class ClipQuarantined(Message):
     OUTPUT = Output.ALERTS
     TYPE = "clip.quarantined"
 
-    event_id: str | None = None
-    stem: str
-    reason: str
-    folder: str
+    event_id: str | None = Field(None, description="Event id, when the sidecar was readable.")
+    stem: str = Field(description="File stem of the clip.")
+    reason: str = Field(description="Why it cannot be uploaded.")
+    folder: str = Field(description="Where its files are now.")
 
 
 class ClipEvicted(Message):
@@ -189,13 +192,13 @@ class ClipEvicted(Message):
     OUTPUT = Output.ALERTS
     TYPE = "clip.evicted"
 
-    event_id: str | None = None
-    stem: str
-    bytes: int
-    max_score: float | None = None
-    policy: str
-    outbox_bytes: int
-    quota_bytes: int
+    event_id: str | None = Field(None, description="Event id, when the sidecar was readable.")
+    stem: str = Field(description="File stem of the clip.")
+    bytes: int = Field(description="Bytes freed.")
+    max_score: float | None = Field(None, description="Best score of the evicted clip.")
+    policy: str = Field(description="The outbox.eviction policy that chose it.")
+    outbox_bytes: int = Field(description="Outbox size before the eviction.")
+    quota_bytes: int = Field(description="The outbox quota.")
 
 
 class ClipIncomplete(Message):
@@ -204,10 +207,10 @@ class ClipIncomplete(Message):
     OUTPUT = Output.ALERTS
     TYPE = "clip.incomplete"
 
-    stem: str
-    files: list[str]
-    bytes: int
-    age_s: float
+    stem: str = Field(description="File stem of the files.")
+    files: list[str] = Field(description="File names present.")
+    bytes: int = Field(description="Their size together.")
+    age_s: float = Field(description="Seconds since they last changed.")
 
 
 class DiskLow(Message):
@@ -216,8 +219,8 @@ class DiskLow(Message):
     OUTPUT = Output.ALERTS
     TYPE = "disk.low"
 
-    free_bytes: int
-    folder: str
+    free_bytes: int = Field(description="Free bytes on the outbox's disk.")
+    folder: str = Field(description="The outbox folder.")
 
 
 # -- detector ----------------------------------------------------------------------------------
@@ -230,11 +233,12 @@ class DetectionsFound(Message):
     OUTPUT = Output.DETECTIONS
     TYPE = "detection.found"
 
-    camera_id: str
+    camera_id: str = Field(description="Camera the frame came from (unknown if not given).")
     frame_time: str = Field(description="The frame's time as the caller gave it (or now).")
     model: dict[str, str] = Field(description="name and version of the model.")
-    max_score: float
-    detections: list[Detection]
+    max_score: float = Field(description="Best score among the detections.")
+    detections: list[Detection] = Field(description="label, class_id, score, box (x1, y1, "
+                                        "x2, y2 in 0..1).")
 
 
 class ModelActivated(Message):
@@ -243,13 +247,14 @@ class ModelActivated(Message):
     OUTPUT = Output.MODEL
     TYPE = "model.activated"
 
-    name: str
-    version: str
-    format: str | None = None
-    status: str = "active"
-    activated_at: str
+    name: str = Field(description="Model name.")
+    version: str = Field(description="Model version now serving.")
+    format: str | None = Field(None, description="Model format (adapter).")
+    status: str = Field("active", description="Always active for this message.")
+    activated_at: str = Field(description="UTC time of the swap (ISO 8601).")
     source: str = Field(description="Where it came from: download, repository, ...")
-    providers: list[str] | None = None
+    providers: list[str] | None = Field(None, description="ONNX Runtime execution providers "
+                                        "in use.")
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {

@@ -26,6 +26,7 @@ from config.errors import SettingsRejected
 from config.layers import Doc, diff, load_yaml_file
 from edge_link.base import EdgeLink, Identity, LinkHandlers, encode_body
 from edge_link.iothub import merge_reported
+from infra.durable import write_atomic
 from infra.logs import event, redact_value
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,7 @@ log = logging.getLogger(__name__)
 
 def write_json_atomic(path: Path, doc: Any) -> None:
     """Write JSON so that readers see the old or the new file, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(doc, indent=2, default=str))
 
 
 class _Watch(FileSystemEventHandler):

@@ -73,9 +73,10 @@ class StatusReporter:
                     if self._last.get(name) != value:
                         changed[name] = value
             if changed:
-                self._report(changed)
                 # A copy: a source may hand out a structure it goes on changing.
-                self._last.update(copy.deepcopy(changed))
+                changed = copy.deepcopy(changed)
+                self._report(changed)
+                self._last.update(changed)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -59,9 +59,14 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(path)
     try:
-        write_synced(tmp, payload)
+        # Created with the final mode, so a secret is never readable by others, even briefly.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
         if mode is not None:
-            tmp.chmod(mode)
+            tmp.chmod(mode)  # exactly this mode, whatever the umask
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

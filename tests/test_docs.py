@@ -31,3 +31,10 @@ def test_local_twin_files_are_valid(module: str) -> None:
     from config.check import check_file
 
     assert check_file(ROOT / "config" / f"{module}.yaml", module) == []
+
+
+def test_message_reference_in_docs_is_current() -> None:
+    from contracts.reference import replace_reference as replace_messages
+
+    doc = (ROOT / "docs" / "messages.md").read_text()
+    assert replace_messages(doc) == doc, "run `make docs` to regenerate the message reference"
