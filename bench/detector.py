@@ -45,6 +45,7 @@ from detector_module.detection import PostProcess  # noqa: E402
 from detector_module.engine import LoadedModel, load_model  # noqa: E402
 from detector_module.imaging import decode, inspect  # noqa: E402
 from detector_module.package import ModelPackage, bundled_sample, load_package  # noqa: E402
+from infra.stats import percentile  # noqa: E402
 
 FRAME_W, FRAME_H = 1280, 720
 
@@ -139,7 +140,10 @@ def throughput(fn: Callable[[], None], concurrency: int, seconds: float) -> floa
 
 
 def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(np.array(values) * 1000, q))
+    """The ``q``-th percentile of latencies in seconds, in milliseconds."""
+    value = percentile(values, q)
+    assert value is not None, "latencies() always measures at least one call"
+    return value * 1000
 
 
 class Server:

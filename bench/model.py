@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from infra.stats import percentile
 from samples.package import read_package
 
 log = logging.getLogger("bench.model")
@@ -42,14 +43,15 @@ def session(model_bytes: bytes, provider: str, threads: int) -> ort.InferenceSes
     )
 
 
-def latency_ms(sess: ort.InferenceSession, image: np.ndarray, runs: int, warmup: int) -> np.ndarray:
+def latency_ms(sess: ort.InferenceSession, image: np.ndarray, runs: int,
+               warmup: int) -> list[float]:
     for _ in range(warmup):
         sess.run(["output0"], {"images": image})
-    times = np.empty(runs)
-    for i in range(runs):
+    times: list[float] = []
+    for _ in range(runs):
         start = time.perf_counter()
         sess.run(["output0"], {"images": image})
-        times[i] = (time.perf_counter() - start) * 1000.0
+        times.append((time.perf_counter() - start) * 1000.0)
     return times
 
 
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     logging.basicConfig(level=logging.WARNING)
     packages = args.package or sorted(
         (Path(__file__).resolve().parent.parent / "samples" / "models").glob("*.zip")
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             times = latency_ms(
                 session(model_bytes, provider, args.threads), image, args.runs, args.warmup
             )
-            p50, p95 = np.percentile(times, 50), np.percentile(times, 95)
+            p50, p95 = percentile(times, 50), percentile(times, 95)
             gated = provider.startswith("OpenVINO")
             verdict = ("ok" if p50 <= BUDGET_MS else "OVER") if gated else "-"
             ok &= not gated or p50 <= BUDGET_MS

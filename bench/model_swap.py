@@ -32,9 +32,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from config.registry import module_spec  # noqa: E402
+from config.registry import DETECTOR  # noqa: E402
 from detector_module.service import DetectorService  # noqa: E402
 from edge_link.runtime import ModuleRuntime, RuntimeOptions  # noqa: E402
+from infra.stats import percentile  # noqa: E402
+from infra.throttle import KB  # noqa: E402
 
 SAMPLES = ROOT / "samples" / "models"
 
@@ -44,13 +46,16 @@ class Quiet(SimpleHTTPRequestHandler):
         pass
 
 
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
+def pct_ms(values: list[float], q: float) -> float:
+    """The ``q``-th percentile in milliseconds; NaN (printed as nan) for no samples."""
+    value = percentile(values, q)
+    return float("nan") if value is None else value * 1e3
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--kbps", type=float, default=256.0, help="download cap, kB/s")
+    parser.add_argument("--kbps", type=float, default=256.0,
+                        help="download cap, kB/s (1 kB = 1000 bytes)")
     parser.add_argument("--rate", type=float, default=25.0, help="/score requests per second")
     parser.add_argument("--steady-s", type=float, default=5.0, help="steady-state window, s")
     args = parser.parse_args()
@@ -69,12 +74,14 @@ def main() -> int:
                 "model_repository": {"dir": str(root / "repo"), "bandwidth_kbps": args.kbps}}
         twin_file = root / "detector.yaml"
         twin_file.write_text(json.dumps(twin))
-        runtime = ModuleRuntime(module_spec("detector"),
-                                RuntimeOptions(twin_file, root / "data", 2), environ={})
+        runtime = ModuleRuntime(DETECTOR, RuntimeOptions(twin_file, root / "data", 2),
+                                environ={})
         runtime.start()
         service = DetectorService(runtime, model_path=SAMPLES / "graffiti-sample-1.0.0.zip",
                                   port=0)
+        runtime.attach(service)
         service.start()
+        runtime.reporter.start()
         try:
             assert service.wait_ready(60), "the detector did not load 1.0.0"
             ok, enc = cv2.imencode(".jpg", np.full((360, 640, 3), 90, np.uint8))
@@ -108,11 +115,11 @@ def main() -> int:
             twin["model"] = {"version": "1.1.0", "url": url, "content_md5": md5}
             twin_file.write_text(json.dumps(twin))
             while time.monotonic() - t_patch < 600:
-                status = service.updates.status.get("status")
+                status = service.updates.state.get("status")
                 if status and status not in marks:
                     marks[status] = time.monotonic()
                 if status in ("active", "failed") and \
-                        service.updates.status.get("version") in ("1.1.0", None):
+                        service.updates.state.get("version") in ("1.1.0", None):
                     break
                 time.sleep(0.005)
             t_active = time.monotonic()
@@ -125,7 +132,7 @@ def main() -> int:
             httpd.shutdown()
             httpd.server_close()
 
-    status = service.updates.status.get("status")
+    status = service.updates.state.get("status")
     t_load = marks.get("loading", t_active)
     t_dl = marks.get("downloading", t_patch)
     steady = [lat for t, lat, _, _ in samples if t < t_patch]
@@ -134,7 +141,7 @@ def main() -> int:
     errors = sum(1 for s in samples if s[2] != 200)
     versions = [v for *_, v in samples if v != "-"]
     changes = sum(1 for a, b in zip(versions, versions[1:], strict=False) if a != b)
-    size_kb = new.stat().st_size / 1024
+    size_kb = new.stat().st_size / KB
     rows = [
         ("result", status),
         ("package", f"{new.name} ({size_kb:.0f} kB), cap {args.kbps:.0f} kB/s"),
@@ -143,17 +150,17 @@ def main() -> int:
         ("  downloading + verifying + unpack", f"{t_load - t_dl:.2f} s"),
         ("  loading (new session, warm-up, sanity, swap)", f"{t_active - t_load:.2f} s"),
         ("requests / errors / version changes", f"{len(samples)} / {errors} / {changes}"),
-        ("/score p50 / p99 steady", f"{percentile(steady, 50) * 1e3:.1f} / "
-                                    f"{percentile(steady, 99) * 1e3:.1f} ms (n={len(steady)})"),
-        ("/score p50 / p99 during download", f"{percentile(during_dl, 50) * 1e3:.1f} / "
-         f"{percentile(during_dl, 99) * 1e3:.1f} ms (n={len(during_dl)})"),
-        ("/score p50 / p99 swap window", f"{percentile(swap, 50) * 1e3:.1f} / "
-                                         f"{percentile(swap, 99) * 1e3:.1f} ms (n={len(swap)})"),
+        ("/score p50 / p99 steady", f"{pct_ms(steady, 50):.1f} / "
+                                    f"{pct_ms(steady, 99):.1f} ms (n={len(steady)})"),
+        ("/score p50 / p99 during download", f"{pct_ms(during_dl, 50):.1f} / "
+         f"{pct_ms(during_dl, 99):.1f} ms (n={len(during_dl)})"),
+        ("/score p50 / p99 swap window", f"{pct_ms(swap, 50):.1f} / "
+                                         f"{pct_ms(swap, 99):.1f} ms (n={len(swap)})"),
         ("/score max swap window / slow (> 3x steady p99)",
          f"{max(swap, default=float('nan')) * 1e3:.1f} ms / "
-         f"{sum(1 for v in swap if v > 3 * percentile(steady, 99))}"),
+         f"{sum(1 for v in swap if v * 1e3 > 3 * pct_ms(steady, 99))}"),
         ("p99 swap / steady (target <= 3x)",
-         f"{percentile(swap, 99) / percentile(steady, 99):.2f}x"),
+         f"{pct_ms(swap, 99) / pct_ms(steady, 99):.2f}x"),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:

@@ -118,8 +118,9 @@ class ModelRepositorySettings(Section):
     allow_unverified: bool = setting(False, "Accept a package whose twin entry has no checksum.")
     connect_timeout_s: float = setting(10.0, "Download connect timeout.", unit="s", gt=0, le=300)
     read_timeout_s: float = setting(30.0, "Download read timeout.", unit="s", gt=0, le=600)
-    bandwidth_kbps: float = setting(0.0, "Download cap so the model does not starve the camera "
-                                    "uplink; 0 is uncapped.", unit="kB/s", ge=0)
+    bandwidth_kbps: float = setting(0.0, "Download cap (1 kB = 1000 bytes) so the model does "
+                                    "not starve the camera uplink; 0 is uncapped.", unit="kB/s",
+                                    ge=0)
     retry: BackoffSettings = section(BackoffSettings, "Pacing of download retries.")
     max_package_mb: float = setting(512.0, "Largest unpacked package.", unit="MB", gt=0)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from config.detector import DetectorSettings
 from config.registry import DETECTOR
 from detector_module.service import DetectorService
 from edge_link.runtime import ModuleRuntime, ModuleService, module_main
@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "sample model.")
 
 
-def build(runtime: ModuleRuntime) -> list[ModuleService[Any]]:
+def build(runtime: ModuleRuntime[DetectorSettings]) -> list[ModuleService[DetectorSettings]]:
     """The module's own services, started once its settings are in force."""
     cli = runtime.options.cli
     return [DetectorService(runtime, model_path=cli.model, port=cli.port)]

@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from detector_module.detection import Detection, PostProcess
+from config.detector import DetectorSettings, EventSettings
+from contracts.detection import Detection
+from detector_module.detection import PostProcess
 from detector_module.engine import LoadedModel, ModelSlot
 from detector_module.events import DetectionEvents
 from detector_module.imaging import ImageError, ImageHeader, decode, inspect
@@ -33,6 +34,8 @@ RAW_TYPES = ("application/octet-stream",)
 CV_FIELD = "imageData"
 MAX_CAMERA_ID = 128
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ApiError(Exception):
@@ -103,8 +106,8 @@ def _camera_id(request: web.Request) -> str | None:
 class Api:
     """Handlers over the shared state; ``settings()`` returns the settings in force."""
 
-    def __init__(self, settings: Callable[[], Any], slot: ModelSlot, events: DetectionEvents,
-                 metrics: Metrics, executor: Executor) -> None:
+    def __init__(self, settings: Callable[[], DetectorSettings], slot: ModelSlot,
+                 events: DetectionEvents, metrics: Metrics, executor: Executor) -> None:
         self._settings = settings
         self._slot = slot
         self._events = events
@@ -135,7 +138,7 @@ class Api:
         self._slots = Slots()  # created on the serving loop it belongs to
 
     @web.middleware
-    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         route = request.match_info.route.resource
         name = route.canonical if route is not None else "unmatched"
         try:
@@ -238,7 +241,7 @@ class Api:
         return model, header, detections, seconds
 
     def _infer(self, model: LoadedModel, data: bytes, header: ImageHeader, params: PostProcess,
-               events: Any, camera_id: str | None,
+               events: EventSettings, camera_id: str | None,
                frame_time: str) -> tuple[list[Detection], float]:
         """Worker thread: decode, detect, and send the detection message."""
         started = time.perf_counter()

@@ -11,13 +11,14 @@ import json
 import logging
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from config.detector import InferenceSettings
 from detector_module.package import ModelPackage
 from infra.logs import event
 
@@ -58,7 +59,7 @@ class InferenceOptions:
     use_openvino: bool = True
 
     @classmethod
-    def from_settings(cls, inference: Any) -> InferenceOptions:
+    def from_settings(cls, inference: InferenceSettings) -> InferenceOptions:
         return cls(device=inference.device, precision=inference.precision,
                    num_threads=inference.num_threads, cache_dir=inference.cache_dir)
 
@@ -79,7 +80,9 @@ class Backend(ABC):
         """Outputs by name for one batch."""
 
 
-def _dims(shape: Any) -> tuple[int | None, ...]:
+def _dims(shape: Iterable[object]) -> tuple[int | None, ...]:
+    """Static sizes; a dynamic axis (a name or None from ONNX Runtime, or a size below 1)
+    is None."""
     return tuple(int(d) if isinstance(d, int | np.integer) and d > 0 else None for d in shape)
 
 

@@ -1,4 +1,4 @@
-"""The detection contract and the post-processing every model format shares.
+"""The post-processing every model format shares, ending in :class:`Detection` objects.
 
 Adapters only turn raw model outputs into candidates (normalised boxes, scores, class ids);
 thresholds, classes of interest, NMS and the detection cap live here once, so a twin change
@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from config.detector import ThresholdSettings
 from contracts.detection import Detection
 
 #: Candidates kept before NMS. Bounds the greedy NMS at a low threshold (YOLO heads emit
 #: thousands of rows) so one frame can never take seconds of CPU.
 MAX_CANDIDATES = 2000
+#: How far above 1 a score may come out of a model and still count as 1. A sigmoid computed
+#: in float16 or bfloat16 (OpenVINO's precision hints) can round a sure score up by a step of
+#: 2**-7; a score further off is a broken model, which the Detection contract refuses.
+SCORE_SLACK = 0.01
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class PostProcess:
     max_detections: int = 100
 
     @classmethod
-    def from_settings(cls, thresholds: Any) -> PostProcess:
+    def from_settings(cls, thresholds: ThresholdSettings) -> PostProcess:
         return cls(min_score=thresholds.min_score,
                    label_min_score=dict(thresholds.label_min_score),
                    nms_iou=thresholds.nms_iou, labels=frozenset(thresholds.labels),
@@ -94,8 +98,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float, limit: int) -> list[i
 
 def postprocess(candidates: Candidates, labels: Sequence[str],
                 params: PostProcess) -> list[Detection]:
-    """Thresholds per label, classes of interest, class-wise NMS and the cap, best first."""
-    c = candidates.keep(candidates.scores >= params.floor)
+    """Thresholds per label, classes of interest, class-wise NMS and the cap, best first.
+
+    A class id below 0 (an SSD's background row under a manifest ``class_offset`` of -1)
+    names no class and is dropped."""
+    c = candidates.keep((candidates.scores >= params.floor) & (candidates.class_ids >= 0))
     if not len(c.scores):
         return []
     # Per-class lookups over the few distinct classes, then one vectorised mask.
@@ -111,6 +118,14 @@ def postprocess(candidates: Candidates, labels: Sequence[str],
     # different classes from ever overlapping.
     shifted = boxes + (c.class_ids.astype(np.float64) * 2.0)[:, None]
     kept = nms(shifted, c.scores, params.nms_iou, params.max_detections)
-    return [Detection(label_of(labels, int(c.class_ids[i])), int(c.class_ids[i]),
-                      float(c.scores[i]), tuple(float(v) for v in boxes[i]))  # type: ignore[arg-type]
-            for i in kept]
+    scores = c.scores.astype(np.float64)
+    # NaN fails the comparison and stays NaN, so it is never passed off as a score.
+    scores = np.where(scores <= 1.0 + SCORE_SLACK, np.minimum(scores, 1.0), scores)
+    return [_detection(labels, int(c.class_ids[i]), float(scores[i]), boxes[i]) for i in kept]
+
+
+def _detection(labels: Sequence[str], class_id: int, score: float,
+               box: np.ndarray) -> Detection:
+    """One box row as the contract's 4-tuple of Python floats (not numpy scalars)."""
+    x1, y1, x2, y2 = box.tolist()
+    return Detection(label_of(labels, class_id), class_id, score, (x1, y1, x2, y2))

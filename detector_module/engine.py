@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from contracts.detection import Detection
 from detector_module.adapters import Adapter, adapter_for
 from detector_module.backends import Backend, BackendError, InferenceOptions, open_backend
-from detector_module.detection import Detection, PostProcess, postprocess
+from detector_module.detection import PostProcess, postprocess
 from detector_module.package import ModelPackage
 from infra.logs import event
 

@@ -10,20 +10,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
-from detector_module.detection import Detection
+from config.detector import EventSettings
+from contracts.detection import Detection
+from contracts.messages import DetectionsFound, Message
 from detector_module.metrics import Metrics
 from infra.logs import event
 
 log = logging.getLogger(__name__)
 
-OUTPUT = "detections"
-MESSAGE_TYPE = "detections"
 #: Camera id used for requests that do not name one.
 UNKNOWN_CAMERA = "unknown"
 
-Send = Callable[[str, str, dict[str, Any]], None]
+Send = Callable[[Message], None]
 
 
 class DetectionEvents:
@@ -37,7 +36,7 @@ class DetectionEvents:
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def offer(self, settings: Any, camera_id: str | None, frame_time: str,
+    def offer(self, settings: EventSettings, camera_id: str | None, frame_time: str,
               model: dict[str, str], detections: Sequence[Detection]) -> bool:
         """Send when enabled, there is something to say and the camera's interval has passed."""
         if not settings.enabled or not detections:
@@ -50,11 +49,11 @@ class DetectionEvents:
                 self._metrics.event("suppressed")
                 return False
             self._last[camera] = now
-        body = {"cameraId": camera, "frameTime": frame_time, "model": model,
-                "maxScore": round(max(d.score for d in detections), 6),
-                "detections": [d.to_dict() for d in detections]}
+        message = DetectionsFound(camera_id=camera, frame_time=frame_time, model=model,
+                                  max_score=round(max(d.score for d in detections), 6),
+                                  detections=list(detections))
         try:
-            self._send(OUTPUT, MESSAGE_TYPE, body)
+            self._send(message)
         except Exception as exc:  # noqa: BLE001 - a failed message must not fail the request
             self._metrics.event("failed")
             event(log, logging.WARNING, "detections.send_failed", camera=camera, error=str(exc))

@@ -14,8 +14,8 @@ from typing import Any
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-def _labels(**values: Any) -> str:
-    def esc(v: Any) -> str:
+def _labels(**values: object) -> str:
+    def esc(v: object) -> str:
         return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
     return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in values.items()) + "}"
 

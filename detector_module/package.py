@@ -1,8 +1,8 @@
 """Model packages: a zip or a folder with the model file, labels and an optional manifest.
 
-Issue 5's model repository unpacks downloaded zips into ``models/<name>/<version>/`` and
-loads them through :func:`load_package`; the bundled sample model is a zip read the same
-way. Zip members are read by name into memory and never extracted here, so a hostile
+The model repository (``updates/``) unpacks downloaded zips into ``<name>/<version>/``
+folders and loads them through :func:`load_package`; the bundled sample model is a zip read
+the same way. Zip members are read by name into memory and never extracted here, so a hostile
 archive cannot write anywhere (no zip-slip), and sizes are checked before reading.
 """
 
@@ -94,12 +94,17 @@ def _pick(names: list[str], manifest_choice: str | None, suffixes: tuple[str, ..
     return found[0] if found else None
 
 
-def _name_version(source: Path, manifest: Manifest) -> tuple[str, str]:
-    stem = source.stem if source.suffix.lower() == ".zip" else source.name
+def split_version(stem: str) -> tuple[str, str | None]:
+    """``graffiti-sample-1.1.0`` (or ``_v1.1.0``) to name and version; a stem without a
+    version is all name."""
     match = _VERSIONED.match(stem)
-    name = manifest.name or (match["name"] if match else stem)
-    version = manifest.version or (match["version"] if match else "unversioned")
-    return name, version
+    return (match["name"], match["version"]) if match else (stem, None)
+
+
+def _name_version(source: Path, manifest: Manifest) -> tuple[str, str]:
+    name, version = split_version(source.stem if source.suffix.lower() == ".zip"
+                                  else source.name)
+    return manifest.name or name, manifest.version or version or "unversioned"
 
 
 def load_package(source: Path, *, max_bytes: int = 512 * 1024 * 1024) -> ModelPackage:
@@ -155,8 +160,8 @@ def _assemble(source: Path, sizes: dict[str, int], read: Callable[[str], bytes],
 
 
 def _semver_key(path: Path) -> tuple[int, ...]:
-    match = _VERSIONED.match(path.stem)
-    return tuple(int(p) for p in match["version"].split(".")) if match else ()
+    _, version = split_version(path.stem)
+    return tuple(int(p) for p in version.split(".")) if version else ()
 
 
 def bundled_sample() -> Path | None:

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from config.detector import DetectorSettings
 from detector_module.adapters import AdapterError
 from detector_module.api import Api
 from detector_module.backends import BackendError, InferenceOptions
@@ -29,43 +31,42 @@ from detector_module.metrics import Metrics
 from detector_module.package import ModelPackage, PackageError, bundled_sample, load_package
 from detector_module.updates.manager import ModelManager
 from detector_module.updates.repository import ModelRepository
-from edge_link.runtime import ModuleRuntime
+from edge_link.runtime import ModuleRuntime, ModuleService
 from infra.logs import event
 
 log = logging.getLogger(__name__)
 
 MAX_WORKERS = 64  # the largest server.max_concurrent; threads start only when needed
+# What a model that cannot serve raises while it is read, opened or warmed up.
+LOAD_ERRORS = (PackageError, BackendError, AdapterError, OSError)
 
 
-class DetectorService:
+class DetectorService(ModuleService[DetectorSettings]):
     """Start: bind the API, then load the model in the background. Stop: the reverse."""
 
-    def __init__(self, runtime: ModuleRuntime, *, model_path: Path | None = None,
-                 port: int | None = None) -> None:
+    def __init__(self, runtime: ModuleRuntime[DetectorSettings], *,
+                 model_path: Path | None = None, port: int | None = None) -> None:
         self.runtime = runtime
-        # An explicit --model wins at start; else the repository's active version (offline
-        # boot, issue 5); else the bundled sample.
-        self._explicit_model = model_path is not None
-        self.model_path = model_path or bundled_sample()
+        self.model_path = model_path
         self.repository = ModelRepository(Path(runtime.settings.model_repository.dir))
         self._swap_lock = threading.Lock()
-        self._repository_failed = False
         self._first_load = threading.Event()
         self.updates = ModelManager(runtime, self.repository, self._activate, self._serving,
                                     ready=self._first_load)
         self.slot = ModelSlot()
         self.metrics = Metrics()
-        self.events = DetectionEvents(runtime.send_body, self.metrics)
+        self.events = DetectionEvents(runtime.send, self.metrics)
         self._executor = ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="detect")
         self._api = Api(lambda: runtime.settings, self.slot, self.events, self.metrics,
                         self._executor)
         self._port_override = port
         self.port: int | None = None
-        self._package: ModelPackage | None = None
+        #: The reported ``inference`` section; replaced whole on every change.
+        self._inference: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server_thread: threading.Thread | None = None
         self._bound = threading.Event()
-        self._bind_error: BaseException | None = None
+        self._bind_error: OSError | None = None
         self._reload_wanted = threading.Event()
         self._stopping = threading.Event()
         self._loader = threading.Thread(target=self._load_loop, name="model-loader",
@@ -82,7 +83,6 @@ class DetectorService:
         self._bound.wait()
         if self._bind_error is not None:
             raise self._bind_error
-        self.runtime.subscribe(self._on_settings)
         self._reload_wanted.set()
         self._loader.start()
         self.updates.start()
@@ -101,6 +101,23 @@ class DetectorService:
         if self._loader.is_alive():
             self._loader.join(timeout=30)
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def status(self) -> dict[str, Any]:
+        """The ``inference`` section (which model serves, where) and the update manager's
+        ``model`` section, each once it has something to say."""
+        sections = {"inference": dict(self._inference)} if self._inference else {}
+        return sections | self.updates.status()
+
+    def on_settings(self, old: DetectorSettings, new: DetectorSettings,
+                    changed: tuple[str, ...]) -> None:
+        if any(path.startswith("model.") or path == "model" for path in changed):
+            self.updates.request(new.model)
+        elif any(path.startswith("model_repository.") for path in changed):
+            self.updates.request(new.model, retry_failed=True)
+        if any(path.startswith("inference.") for path in changed):
+            event(log, logging.INFO, "inference.reload_requested",
+                  changed=",".join(p for p in changed if p.startswith("inference.")))
+            self._reload_wanted.set()
 
     def wait_ready(self, timeout: float) -> bool:
         """True once a model serves (for tests and the benchmark)."""
@@ -125,8 +142,8 @@ class DetectorService:
             self._bound.set()
             loop.close()
             return
-        server = site._server  # the bound socket tells the real port when 0 was asked
-        self.port = server.sockets[0].getsockname()[1] if server is not None else port
+        # The bound address tells the real port when 0 (any free port) was asked for.
+        self.port = runner.addresses[0][1]
         self._loop = loop
         self._bound.set()
         try:
@@ -135,17 +152,11 @@ class DetectorService:
             loop.run_until_complete(runner.cleanup())
             loop.close()
 
-    # -- model loading ------------------------------------------------------------------
+    def _set_inference(self, section: dict[str, Any]) -> None:
+        self._inference = section
+        self.runtime.status_changed()
 
-    def _on_settings(self, old: Any, new: Any, changed: tuple[str, ...]) -> None:
-        if any(path.startswith("model.") or path == "model" for path in changed):
-            self.updates.request(new.model)
-        elif any(path.startswith("model_repository.") for path in changed):
-            self.updates.request(new.model, retry_failed=True)
-        if any(path.startswith("inference.") for path in changed):
-            event(log, logging.INFO, "inference.reload_requested",
-                  changed=",".join(p for p in changed if p.startswith("inference.")))
-            self._reload_wanted.set()
+    # -- model loading ------------------------------------------------------------------
 
     def _load_loop(self) -> None:
         while True:
@@ -158,53 +169,44 @@ class DetectorService:
             self._first_load.set()
 
     def _load(self) -> None:
-        """Load (or reload) the model with the inference settings now in force."""
+        """Load the first model, or reload the serving one with the inference settings now
+        in force."""
         options = InferenceOptions.from_settings(self.runtime.settings.inference)
         current = self.slot.current
         if current is not None and current.options == options:
             return
         try:
-            if (self._package is None and not self._explicit_model
-                    and self.slot.current is None and not self._repository_failed):
-                self._package = self._repository_package()
-            if self._package is None:
-                if self.model_path is None:
-                    raise PackageError("no model package: none given with --model and no "
-                                       "bundled sample model in samples/models/")
-                self._package = load_package(self.model_path)
-            model = load_model(self._package, options)
-        except (PackageError, BackendError, AdapterError, OSError) as exc:
-            if (current is None and self._package is not None and not self._explicit_model
-                    and not self._repository_failed and self._package.source != self.model_path):
-                # The repository's active version does not load: boot the bundled sample.
-                event(log, logging.ERROR, "model.repository_unusable", error=str(exc),
-                      action="loading the bundled sample")
-                self._repository_failed = True
-                self._package = None
-                self._load()
-                return
+            model = (self._boot(options) if current is None
+                     else load_model(current.package, options))
+        except LOAD_ERRORS as exc:
             self.slot.fail(str(exc))
-            event(log, logging.ERROR, "model.load_failed", source=self.model_path,
-                  error=str(exc))
-            self.runtime.report("inference", {"status": "failed", "error": str(exc)})
+            event(log, logging.ERROR, "model.load_failed", error=str(exc))
+            self._set_inference({"status": "failed", "error": str(exc)})
             return
         self.slot.swap(model)
         self._report_loaded(model)
 
-    def _report_loaded(self, model: LoadedModel) -> dict[str, Any]:
-        """Say in the reported properties which model serves, on which providers."""
-        info = model.info()
-        self.runtime.report("inference", {
-            "status": "loaded", "model": {k: info[k] for k in ("name", "version", "format")},
-            "providers": info["providers"], "device": info["device"],
-            "precision": info["precision"], "numThreads": info["num_threads"],
-            "fallbackReason": info["fallback_reason"], "loadedAt": info["loaded_at"]})
-        return info
-
-    # -- model updates (issue 5) --------------------------------------------------------
+    def _boot(self, options: InferenceOptions) -> LoadedModel:
+        """The model to start with: ``--model`` if given, else the repository's active
+        version (offline boot: no network needed), else the bundled sample, which also
+        stands in when the repository's version does not load."""
+        if self.model_path is None:
+            package = self._repository_package()
+            if package is not None:
+                try:
+                    return load_model(package, options)
+                except LOAD_ERRORS as exc:
+                    event(log, logging.ERROR, "model.repository_unusable", model=package.name,
+                          version=package.version, error=str(exc),
+                          action="loading the bundled sample")
+        source = self.model_path or bundled_sample()
+        if source is None:
+            raise PackageError("no model package: none given with --model and no bundled "
+                               "sample model in samples/models/")
+        return load_model(load_package(source), options)
 
     def _repository_package(self) -> ModelPackage | None:
-        """The repository's active version, read without any network (offline boot)."""
+        """The repository's active version, read without any network."""
         active = self.repository.active()
         if active is None:
             return None
@@ -217,6 +219,18 @@ class DetectorService:
             return None
         event(log, logging.INFO, "model.offline_boot", model=active[0], version=active[1])
         return package
+
+    def _report_loaded(self, model: LoadedModel) -> dict[str, Any]:
+        """Say in the reported properties which model serves, on which providers."""
+        info = model.info()
+        self._set_inference({
+            "status": "loaded", "model": {k: info[k] for k in ("name", "version", "format")},
+            "providers": info["providers"], "device": info["device"],
+            "precision": info["precision"], "numThreads": info["num_threads"],
+            "fallbackReason": info["fallback_reason"], "loadedAt": info["loaded_at"]})
+        return info
+
+    # -- model updates ------------------------------------------------------------------
 
     def _serving(self) -> tuple[str, str] | None:
         current = self.slot.current
@@ -232,7 +246,6 @@ class DetectorService:
             options = InferenceOptions.from_settings(self.runtime.settings.inference)
             model = load_model(package, options)  # includes the warm-up inference
             sanity_check(model)
-            self._package = package
             self.slot.swap(model)
         return self._report_loaded(model)
 
@@ -244,10 +257,13 @@ def sanity_check(model: LoadedModel) -> None:
     y, x = np.mgrid[0:480, 0:640]
     image = np.stack([(x * 255 // 639), (y * 255 // 479), ((x + y) % 256)], -1).astype(np.uint8)
     image[160:320, 200:440] = (200, 40, 160)
-    detections = model.detect(image, PostProcess(min_score=0.0))
+    try:
+        detections = model.detect(image, PostProcess(min_score=0.0))
+    except ValidationError as exc:  # the Detection contract refused a score or class id
+        raise BackendError(f"sanity image gave an impossible detection: "
+                           f"{exc.errors()[0]['msg']}") from exc
     for det in detections:
-        values = (det.score, *det.box)
-        if not all(np.isfinite(v) and -0.01 <= v <= 1.01 for v in values):
+        if not np.isfinite(det.box).all():
             raise BackendError(f"sanity image gave an impossible detection: {det}")
     if not model.adapter.labels:
         raise BackendError("the model has no labels")

@@ -1,1 +1,1 @@
-"""Model updates over the twin: download, verify, unpack, repository, manager (issue 5)."""
+"""Model updates over the twin: download, verify, unpack, repository, manager."""

@@ -5,8 +5,9 @@ total, version). After a broken connection, and after a process restart, the dow
 on from the partial file's length with ``Range`` (and ``If-Range`` with the ETag, so a
 changed blob restarts from zero instead of mixing two files). Each received block is written
 before the next is read, so a cut re-fetches nothing already written. Retries back off
-exponentially with full jitter, without end until ``cancelled()`` says the desired version
-changed. The SAS query string is never logged or stored: see :func:`safe_url`.
+exponentially with equal jitter (:class:`infra.backoff.Backoff`), without end until
+``cancelled()`` says the desired version changed. The SAS query string is never logged or
+stored: see :func:`safe_url`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ import hashlib
 import http.client
 import json
 import logging
-import os
-import random
-import shutil
 import ssl
 import time
 import urllib.parse
@@ -25,12 +23,23 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
+from config.detector import ModelRepositorySettings
+from infra.backoff import Backoff
+from infra.durable import write_atomic
 from infra.logs import event
+from infra.throttle import KB, Throttle
 
 log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
+# How soon a wait (backoff or bandwidth cap) notices that the download is cancelled.
+POLL_S = 0.1
+
+Cancelled = Callable[[], bool]
+Progress = Callable[[int, int | None], None]
+Meta = dict[str, Any]
 
 
 class DownloadCancelled(Exception):
@@ -39,6 +48,10 @@ class DownloadCancelled(Exception):
 
 class DownloadError(Exception):
     """A failure that retrying will not fix (e.g. 404, 403, file:// missing)."""
+
+
+class _Retry(Exception):
+    """A response worth retrying (5xx, 408, 429, a short body)."""
 
 
 def safe_url(url: str) -> str:
@@ -56,27 +69,21 @@ class DownloadOptions:
     backoff_max_s: float = 60.0
     chunk: int = CHUNK
 
+    @classmethod
+    def from_settings(cls, settings: ModelRepositorySettings) -> DownloadOptions:
+        return cls(connect_timeout_s=settings.connect_timeout_s,
+                   read_timeout_s=settings.read_timeout_s,
+                   bandwidth_kbps=settings.bandwidth_kbps,
+                   backoff_initial_s=settings.retry.initial_s,
+                   backoff_max_s=settings.retry.max_s)
 
-Progress = Callable[[int, int | None], None]
-
-
-class Throttle:
-    """Keeps the average rate at or under ``kbps`` kB/s (1 kB = 1024 bytes)."""
-
-    def __init__(self, kbps: float) -> None:
-        self.rate = kbps * 1024.0
-        self.start = time.monotonic()
-        self.sent = 0
-
-    def __call__(self, n: int, cancelled: Callable[[], bool]) -> None:
-        if self.rate <= 0:
-            return
-        self.sent += n
-        due = self.start + self.sent / self.rate
-        while (wait := due - time.monotonic()) > 0:
-            if cancelled():
-                raise DownloadCancelled()
-            time.sleep(min(wait, 0.2))
+    @property
+    def block(self) -> int:
+        """Bytes read at once: under a cap, at most a quarter second's worth, so the
+        throttle paces evenly instead of in bursts."""
+        if self.bandwidth_kbps <= 0:
+            return self.chunk
+        return max(1024, min(self.chunk, int(self.bandwidth_kbps * KB / 4)))
 
 
 def partial_paths(folder: Path, url: str, version: str | None) -> tuple[Path, Path]:
@@ -90,46 +97,41 @@ def discard_partial(folder: Path, url: str, version: str | None) -> None:
 
 
 def download(url: str, folder: Path, *, version: str | None, options: DownloadOptions,
-             cancelled: Callable[[], bool], progress: Progress | None = None) -> Path:
-    """Fetch ``url`` into ``folder``; returns the complete ``.part`` file (caller moves it)."""
+             cancelled: Cancelled, progress: Progress | None = None) -> Path:
+    """Fetch ``url`` into ``folder``; returns the complete ``.part`` file (the caller
+    verifies, unpacks and discards it)."""
     folder.mkdir(parents=True, exist_ok=True)
     part, meta_path = partial_paths(folder, url, version)
     meta = _read_meta(meta_path, url)
     if meta is None:
         part.unlink(missing_ok=True)
         meta = {"url": safe_url(url), "version": version, "etag": None, "total": None}
-        _write_meta(meta_path, meta)
-    delay = options.backoff_initial_s
-    attempt = 0
-    throttle = Throttle(options.bandwidth_kbps)
+        write_atomic(meta_path, json.dumps(meta))
+    transfer = _Transfer(url, part, meta_path, meta, options, cancelled, progress)
+    backoff = Backoff(options.backoff_initial_s, options.backoff_max_s)
     while True:
         if cancelled():
             raise DownloadCancelled()
-        attempt += 1
         try:
-            if url.startswith("file://"):
-                _fetch_file(url, part, meta, options, cancelled, progress, throttle)
-            else:
-                _fetch_http(url, part, meta, meta_path, options, cancelled, progress, throttle)
+            transfer.run()
             return part
         except (DownloadCancelled, DownloadError):
             raise
         except (OSError, http.client.HTTPException, _Retry) as exc:
-            have = part.stat().st_size if part.exists() else 0
-            wait = random.uniform(0, delay)  # full jitter
+            wait = backoff.next()
             event(log, logging.WARNING, "model.download_retry", url=safe_url(url),
-                  attempt=attempt, have_bytes=have, total=meta.get("total"),
-                  error=_describe(exc), retry_in_s=round(wait, 2))
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if cancelled():
-                    raise DownloadCancelled() from None
-                time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 2, options.backoff_max_s)
+                  attempt=backoff.attempts, have_bytes=transfer.have(),
+                  total=meta.get("total"), error=_describe(exc), retry_in_s=round(wait, 2))
+        _pause(wait, cancelled)
 
 
-class _Retry(Exception):
-    """A response worth retrying (5xx, 408, 429, a short body)."""
+def _pause(seconds: float, cancelled: Cancelled) -> None:
+    """Sleep, but give up within :data:`POLL_S` once the download is cancelled."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if cancelled():
+            raise DownloadCancelled()
+        time.sleep(min(POLL_S, left))
 
 
 def _describe(exc: BaseException) -> str:
@@ -137,55 +139,21 @@ def _describe(exc: BaseException) -> str:
     return text.replace("?", " ").split(" sig=")[0][:200]
 
 
-def _read_meta(path: Path, url: str) -> dict | None:
+def _read_meta(path: Path, url: str) -> Meta | None:
     try:
         meta = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return meta if meta.get("url") == safe_url(url) else None
+    return meta if isinstance(meta, dict) and meta.get("url") == safe_url(url) else None
 
 
-def _write_meta(path: Path, meta: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta))
-    os.replace(tmp, path)
-
-
-def _pump(read: Callable[[int], bytes], out, have: int, total: int | None,
-          options: DownloadOptions, cancelled: Callable[[], bool], progress: Progress | None,
-          throttle: Throttle) -> int:
-    chunk = options.chunk
-    if options.bandwidth_kbps > 0:
-        chunk = max(1024, min(chunk, int(options.bandwidth_kbps * 1024 / 4)))
-    while True:
-        if cancelled():
-            raise DownloadCancelled()
-        block = read(chunk)
-        if not block:
-            return have
-        out.write(block)
-        out.flush()
-        have += len(block)
-        if progress is not None:
-            progress(have, total)
-        throttle(len(block), cancelled)
-
-
-def _fetch_file(url: str, part: Path, meta: dict, options: DownloadOptions,
-                cancelled: Callable[[], bool], progress: Progress | None,
-                throttle: Throttle) -> None:
-    source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
-    if not source.is_file():
-        raise DownloadError(f"no file at {source}")
-    total = source.stat().st_size
-    meta["total"] = total
-    have = part.stat().st_size if part.exists() else 0
-    if have > total:
-        part.unlink()
-        have = 0
-    with source.open("rb") as src, part.open("ab") as out:
-        src.seek(have)
-        _pump(src.read, out, have, total, options, cancelled, progress, throttle)
+def _content_range(value: str | None) -> tuple[int, int | None]:
+    # "bytes 100-199/1000"
+    if not value or not value.startswith("bytes "):
+        raise _Retry(f"bad Content-Range {value!r}")
+    span, _, size = value[6:].partition("/")
+    start = int(span.split("-")[0])
+    return start, (int(size) if size.isdigit() else None)
 
 
 def _connect(url: str, options: DownloadOptions) -> http.client.HTTPConnection:
@@ -203,67 +171,108 @@ def _connect(url: str, options: DownloadOptions) -> http.client.HTTPConnection:
     return conn
 
 
-def _fetch_http(url: str, part: Path, meta: dict, meta_path: Path, options: DownloadOptions,
-                cancelled: Callable[[], bool], progress: Progress | None,
-                throttle: Throttle) -> None:
-    have = part.stat().st_size if part.exists() else 0
-    if meta.get("total") is not None and have == meta["total"]:
-        return
-    parts = urllib.parse.urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    headers = {"User-Agent": "graffiti-edge-detector", "Accept-Encoding": "identity"}
-    if have:
-        headers["Range"] = f"bytes={have}-"
-        if meta.get("etag"):
-            headers["If-Range"] = meta["etag"]
-    conn = _connect(url, options)
-    try:
+class _Transfer:
+    """One package's bytes into its partial file, one attempt per :meth:`run`. The
+    throttle lives as long as the download, so a retry does not reset the rate."""
+
+    def __init__(self, url: str, part: Path, meta_path: Path, meta: Meta,
+                 options: DownloadOptions, cancelled: Cancelled,
+                 progress: Progress | None) -> None:
+        self.url, self.part, self.meta_path, self.meta = url, part, meta_path, meta
+        self.options = options
+        self.cancelled = cancelled
+        self.progress = progress
+        self.throttle = Throttle.kbps(options.bandwidth_kbps)
+
+    def have(self) -> int:
+        return self.part.stat().st_size if self.part.exists() else 0
+
+    def run(self) -> None:
+        if self.url.startswith("file://"):
+            self._fetch_file()
+        else:
+            self._fetch_http()
+
+    def _save_meta(self, **fields: object) -> None:
+        self.meta.update(fields)
+        write_atomic(self.meta_path, json.dumps(self.meta))
+
+    def _pump(self, read: Callable[[int], bytes], out: BinaryIO, have: int,
+              total: int | None) -> int:
+        while True:
+            if self.cancelled():
+                raise DownloadCancelled()
+            block = read(self.options.block)
+            if not block:
+                return have
+            out.write(block)
+            out.flush()
+            have += len(block)
+            if self.progress is not None:
+                self.progress(have, total)
+            _pause(self.throttle.reserve(len(block)), self.cancelled)
+
+    def _fetch_file(self) -> None:
+        source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(self.url).path))
+        if not source.is_file():
+            raise DownloadError(f"no file at {source}")
+        total = source.stat().st_size
+        self.meta["total"] = total
+        have = self.have()
+        if have > total:
+            self.part.unlink()
+            have = 0
+        with source.open("rb") as src, self.part.open("ab") as out:
+            src.seek(have)
+            self._pump(src.read, out, have, total)
+
+    def _request(self, conn: http.client.HTTPConnection, have: int) -> http.client.HTTPResponse:
+        """GET from ``have`` on (If-Range: a changed blob comes whole, not spliced)."""
+        parts = urllib.parse.urlsplit(self.url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers = {"User-Agent": "graffiti-edge-detector", "Accept-Encoding": "identity"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+            if self.meta.get("etag"):
+                headers["If-Range"] = self.meta["etag"]
         conn.request("GET", target or "/", headers=headers)
         response = conn.getresponse()
         status = response.status
         if status == 416 and have:
             # Range past the end: the partial is stale or complete; start over to be sure.
-            part.unlink(missing_ok=True)
+            self.part.unlink(missing_ok=True)
             raise _Retry("416 range not satisfiable, restarting from zero")
         if status in (408, 429) or status >= 500:
             raise _Retry(f"HTTP {status}")
         if status not in (200, 206):
-            raise DownloadError(f"HTTP {status} {response.reason} for {safe_url(url)}")
-        length = response.getheader("Content-Length")
-        etag = response.getheader("ETag")
-        if status == 206:
-            start, total = _content_range(response.getheader("Content-Range"))
-            if start != have:
-                part.unlink(missing_ok=True)
-                raise _Retry(f"server resumed at {start}, not {have}")
-            mode = "ab"
-        else:
-            total = int(length) if length is not None else None
-            have, mode = 0, "wb"
-        if meta.get("total") != total or (etag and meta.get("etag") != etag):
-            meta.update(total=total, etag=etag or meta.get("etag"))
-            _write_meta(meta_path, meta)
-        event(log, logging.INFO, "model.download_started", url=safe_url(url), status=status,
-              offset=have, total=total)
-        with part.open(mode) as out:
-            have = _pump(response.read, out, have, total, options, cancelled, progress,
-                         throttle)
-        if total is not None and have != total:
-            raise _Retry(f"connection closed at {have} of {total} bytes")
-    finally:
-        conn.close()
+            raise DownloadError(f"HTTP {status} {response.reason} for {safe_url(self.url)}")
+        return response
 
-
-def _content_range(value: str | None) -> tuple[int, int | None]:
-    # "bytes 100-199/1000"
-    if not value or not value.startswith("bytes "):
-        raise _Retry(f"bad Content-Range {value!r}")
-    span, _, size = value[6:].partition("/")
-    start = int(span.split("-")[0])
-    return start, (int(size) if size.isdigit() else None)
-
-
-def move(part: Path, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(part), dest)
-    return dest
+    def _fetch_http(self) -> None:
+        have = self.have()
+        if self.meta.get("total") is not None and have == self.meta["total"]:
+            return
+        conn = _connect(self.url, self.options)
+        try:
+            response = self._request(conn, have)
+            etag = response.getheader("ETag")
+            if response.status == 206:
+                start, total = _content_range(response.getheader("Content-Range"))
+                if start != have:
+                    self.part.unlink(missing_ok=True)
+                    raise _Retry(f"server resumed at {start}, not {have}")
+                mode = "ab"
+            else:
+                length = response.getheader("Content-Length")
+                total = int(length) if length is not None else None
+                have, mode = 0, "wb"
+            if self.meta.get("total") != total or (etag and self.meta.get("etag") != etag):
+                self._save_meta(total=total, etag=etag or self.meta.get("etag"))
+            event(log, logging.INFO, "model.download_started", url=safe_url(self.url),
+                  status=response.status, offset=have, total=total)
+            with self.part.open(mode) as out:
+                have = self._pump(response.read, out, have, total)
+            if total is not None and have != total:
+                raise _Retry(f"connection closed at {have} of {total} bytes")
+        finally:
+            conn.close()

@@ -1,7 +1,8 @@
 """The local model repository: ``<root>/<name>/<version>/`` plus an atomic active pointer.
 
-``active.json`` names the active version; it is written to a temporary file, fsynced and
-switched with ``os.replace``, so a power cut leaves either the old or the new pointer. Partial
+``active.json`` names the active version; it is written with :func:`infra.durable.write_atomic`,
+so a power cut leaves either the old or the new pointer. A version folder is renamed into place
+only once its files are on the disk, so the pointer never names a half-written model. Partial
 downloads live in ``.downloads/``, unpacking in ``.staging/``; both are ignored as versions.
 """
 
@@ -16,6 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from infra.durable import replace_durably, write_atomic
 from infra.logs import event
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ ACTIVE = "active.json"
 _SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
 
-def _version_key(version: str) -> tuple:
+def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.+-]", version))
 
 
@@ -35,6 +37,9 @@ def safe_part(value: str, what: str) -> str:
 
 
 class ModelRepository:
+    """Versions kept on the module's volume, so a restart without network still boots the
+    active one and a rollback needs no download."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.downloads = root / ".downloads"
@@ -81,10 +86,11 @@ class ModelRepository:
         dest = self.path(name, version)
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists():
+            # Moved aside to be deleted: a power cut can only leave it to the next ensure().
             trash = self.staging / f"old-{uuid.uuid4().hex}"
             os.replace(dest, trash)
             shutil.rmtree(trash, ignore_errors=True)
-        os.replace(staged, dest)
+        replace_durably(staged, dest)
         return dest
 
     def remove(self, name: str, version: str) -> None:
@@ -101,33 +107,16 @@ class ModelRepository:
             return None
         return (name, version) if self.path(name, version).is_dir() else None
 
-    def active_path(self) -> Path | None:
-        found = self.active()
-        return self.path(*found) if found else None
-
     def set_active(self, name: str, version: str) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{ACTIVE}.{uuid.uuid4().hex}"
-        with tmp.open("w") as fh:
-            json.dump({"name": name, "version": version,
-                       "activatedAt": datetime.now(UTC).isoformat(timespec="seconds")}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.root / ACTIVE)
-        try:
-            dirfd = os.open(self.root, os.O_RDONLY)
-            try:
-                os.fsync(dirfd)
-            finally:
-                os.close(dirfd)
-        except OSError:
-            pass
+        write_atomic(self.root / ACTIVE, json.dumps({
+            "name": name, "version": version,
+            "activatedAt": datetime.now(UTC).isoformat(timespec="seconds")}))
 
     def prune(self, name: str, keep: int) -> list[str]:
         """Remove all but the newest ``keep`` versions of ``name``; never the active one."""
         active = self.active()
         versions = self.versions(name)
-        removed = []
+        removed: list[str] = []
         for version in versions[:max(0, len(versions) - keep)]:
             if active == (name, version):
                 continue

@@ -8,6 +8,7 @@ entry-count limits. Sizes are enforced while extracting too, so a header that li
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import zipfile
@@ -35,6 +36,47 @@ def _check_name(name: str) -> str:
     return name
 
 
+def _check_entries(infos: list[zipfile.ZipInfo], *, max_bytes: int, max_entries: int,
+                   max_ratio: float) -> int:
+    """Refuse unsafe names, non-regular entries, duplicates and bombs; the declared total."""
+    if len(infos) > max_entries:
+        raise UnpackError(f"{len(infos)} entries, over the limit of {max_entries}")
+    seen: set[str] = set()
+    for info in infos:
+        _check_name(info.filename)
+        mode = info.external_attr >> 16
+        if stat.S_IFMT(mode) and not stat.S_ISREG(mode):
+            raise UnpackError(f"unsafe entry {info.filename!r}: not a regular file "
+                              "(symlink or device)")
+        if info.filename in seen:
+            raise UnpackError(f"duplicate entry {info.filename!r}")
+        seen.add(info.filename)
+    total = sum(i.file_size for i in infos)
+    packed = max(1, sum(i.compress_size for i in infos))
+    if total > max_bytes:
+        raise UnpackError(f"unpacks to {total} bytes, over the {max_bytes} byte limit")
+    if total / packed > max_ratio:
+        raise UnpackError(f"compression ratio {total / packed:.0f}:1 over the limit of "
+                          f"{max_ratio:.0f}:1 (zip bomb?)")
+    return total
+
+
+def _extract(zf: zipfile.ZipFile, infos: list[zipfile.ZipInfo], dest: Path,
+             limit: int) -> None:
+    """Write the entries, counting real bytes against the declared total (a header can lie),
+    each flushed to the disk: the repository renames the folder into place right after."""
+    written = 0
+    for info in infos:
+        with zf.open(info) as src, (dest / info.filename).open("xb") as out:
+            while block := src.read(_BLOCK):
+                written += len(block)
+                if written > limit:
+                    raise UnpackError("archive expands beyond its declared size")
+                out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+
+
 def unpack(zip_path: Path, dest: Path, *, max_bytes: int, max_entries: int = MAX_ENTRIES,
            max_ratio: float = MAX_RATIO) -> ModelPackage:
     """Extract ``zip_path`` into the new folder ``dest`` and validate it as a package.
@@ -46,33 +88,9 @@ def unpack(zip_path: Path, dest: Path, *, max_bytes: int, max_entries: int = MAX
             raise UnpackError("the download is not a zip file")
         with zipfile.ZipFile(zip_path) as zf:
             infos = [i for i in zf.infolist() if not i.filename.endswith("/")]
-            if len(infos) > max_entries:
-                raise UnpackError(f"{len(infos)} entries, over the limit of {max_entries}")
-            seen: set[str] = set()
-            for info in infos:
-                _check_name(info.filename)
-                mode = info.external_attr >> 16
-                if stat.S_IFMT(mode) and not stat.S_ISREG(mode):
-                    raise UnpackError(f"unsafe entry {info.filename!r}: not a regular file "
-                                      "(symlink or device)")
-                if info.filename in seen:
-                    raise UnpackError(f"duplicate entry {info.filename!r}")
-                seen.add(info.filename)
-            total = sum(i.file_size for i in infos)
-            packed = max(1, sum(i.compress_size for i in infos))
-            if total > max_bytes:
-                raise UnpackError(f"unpacks to {total} bytes, over the {max_bytes} byte limit")
-            if total / packed > max_ratio:
-                raise UnpackError(f"compression ratio {total / packed:.0f}:1 over the limit of "
-                                  f"{max_ratio:.0f}:1 (zip bomb?)")
-            written = 0
-            for info in infos:
-                with zf.open(info) as src, (dest / info.filename).open("xb") as out:
-                    while block := src.read(_BLOCK):
-                        written += len(block)
-                        if written > max_bytes or written > total:
-                            raise UnpackError("archive expands beyond its declared size")
-                        out.write(block)
+            total = _check_entries(infos, max_bytes=max_bytes, max_entries=max_entries,
+                                   max_ratio=max_ratio)
+            _extract(zf, infos, dest, total)
         package = load_package(dest, max_bytes=max_bytes)
         if not package.labels:
             raise UnpackError("the package holds no labels (labels.txt)")

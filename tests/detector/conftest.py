@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contracts.detection import Detection
 from detector_module.backends import InferenceOptions
-from detector_module.detection import Detection, PostProcess
+from detector_module.detection import PostProcess
 from detector_module.engine import LoadedModel, load_model
 from detector_module.package import load_package
 from tests.detector.models import write_package

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contracts.detection import Detection
 from detector_module.adapters import AdapterError
 from detector_module.backends import BackendError, InferenceOptions
-from detector_module.detection import Detection
 from detector_module.engine import load_model
 from detector_module.package import bundled_sample, load_package
 from tests.detector.conftest import Loader, detect

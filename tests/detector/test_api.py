@@ -33,9 +33,10 @@ def twin_text(**sections: dict) -> str:
 
 
 class Running:
-    """A detector module in-process: runtime with a local twin file, service on a free port."""
+    """A detector module in-process, wired as ``module_main`` wires it: runtime with a local
+    twin file, the service attached and on a free port, the status reporter running."""
 
-    def __init__(self, root: Path, model: Path | None, **twin: dict) -> None:
+    def __init__(self, root: Path, model: Path | None, twin: dict) -> None:
         self.root = root
         self.twin_file = root / "detector.yaml"
         self.data_dir = root / "data"
@@ -46,9 +47,12 @@ class Running:
                                      environ={})
         self.runtime.start()
         self.service = DetectorService(self.runtime, model_path=model, port=0)
+        self.runtime.attach(self.service)
         self.service.start()
+        self.runtime.reporter.start()
         assert self.service.port is not None
         self.port = self.service.port
+        self.stopped = False
 
     def edit(self, section: str, **values: object) -> None:
         self.twin[section] = {**self.twin.get(section, {}), **values}
@@ -68,11 +72,16 @@ class Running:
         return [json.loads(line) for line in path.read_text().splitlines()]
 
     def reported(self) -> dict:
+        """The reported properties once the status reporter has sent what changed (it
+        reports shortly after a change; the tests read the state, not that delay)."""
+        self.runtime.reporter.report_now()
         return json.loads((self.data_dir / "reported.json").read_text())
 
     def stop(self) -> None:
-        self.service.stop()
-        self.runtime.stop()
+        if not self.stopped:
+            self.stopped = True
+            self.service.stop()
+            self.runtime.stop()
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +96,7 @@ def start(tmp_path: Path, package: Path) -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
     def _start(model: Path | None = package, **twin: dict) -> Running:
-        running = Running(tmp_path, model, **twin)
+        running = Running(tmp_path, model, twin)
         started.append(running)
         return running
     yield _start
@@ -246,7 +255,7 @@ def test_detection_events_are_rate_limited_per_camera(start: Callable[..., Runni
     lines = running.outputs()
     assert [line["body"]["cameraId"] for line in lines] == ["cam-a", "cam-b"]
     body = lines[0]["body"]
-    assert lines[0]["type"] == "detections"
+    assert lines[0]["type"] == "detection.found"
     assert body["frameTime"] == "2023-11-14T22:13:20.000+00:00"
     assert body["model"] == {"name": "graffiti-sample", "version": "1.0.0"}
     assert [d["label"] for d in body["detections"]] == ["graffiti", "person"]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from detector_module.detection import Candidates, PostProcess, postprocess
 from detector_module.imaging import (
@@ -123,3 +124,13 @@ def test_image_limits_are_checked_from_the_header() -> None:
     assert decode(big.tobytes(), header, (640, 640)).shape == (721, 1281, 3)
     ok, bmp = cv2.imencode(".bmp", np.zeros((5, 7, 3), np.uint8))
     assert (inspect(bmp.tobytes(), 10**6).width, inspect(bmp.tobytes(), 10**6).height) == (7, 5)
+
+
+def test_scores_a_hair_over_one_count_as_one_and_broken_ones_are_refused() -> None:
+    rows = candidates([(0.1, 0.1, 0.3, 0.3, 1.004, 0), (0.5, 0.5, 0.9, 0.9, 0.6, -1)])
+    # A float16 rounding step over 1 is a sure score; class -1 (SSD background) is no class.
+    assert [(d.label, d.score) for d in postprocess(rows, LABELS, PostProcess())] == [
+        ("graffiti", 1.0)]
+    broken = candidates([(0.1, 0.1, 0.3, 0.3, 1.5, 0)])
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
+        postprocess(broken, LABELS, PostProcess())

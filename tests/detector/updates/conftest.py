@@ -13,11 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from config.registry import module_spec
-from detector_module.service import DetectorService
-from edge_link.runtime import ModuleRuntime, RuntimeOptions
 from tests.detector.models import sample_manifest, yolov8_model
-from tests.detector.test_api import Running, twin_text
+from tests.detector.test_api import Running
 from tests.detector.updates.server import PackageServer
 
 ROWS = [[160, 160, 64, 32, 0.9, 0.1]]
@@ -47,29 +44,8 @@ def package_bytes(version: str, *, pad: int = 0, model: bytes | None = None,
     return buf.getvalue()
 
 
-class Detector(Running):
-    """test_api's Running, taking the twin as a dict (its ``model`` section included)."""
-
-    def __init__(self, root: Path, model_path: Path | None, twin: dict) -> None:  # noqa: D107
-        self.root = root
-        self.twin_file = root / "detector.yaml"
-        self.data_dir = root / "data"
-        self.twin = {"inference": {"cache_dir": str(root / "ov_cache")}, **twin}
-        self.twin_file.write_text(twin_text(**self.twin))
-        self.runtime = ModuleRuntime(module_spec("detector"),
-                                     RuntimeOptions(self.twin_file, self.data_dir, 2),
-                                     environ={})
-        self.runtime.start()
-        self.service = DetectorService(self.runtime, model_path=model_path, port=0)
-        self.service.start()
-        assert self.service.port is not None
-        self.port = self.service.port
-        self.stopped = False
-
-    def stop(self) -> None:
-        if not self.stopped:
-            self.stopped = True
-            super().stop()
+#: A running detector; its twin (a dict) may hold a ``model`` section.
+Detector = Running
 
 
 @pytest.fixture

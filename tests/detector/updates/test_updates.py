@@ -1,4 +1,4 @@
-"""Model updates against a running detector and a local package server (issue 5)."""
+"""Model updates against a running detector and a local package server."""
 
 from __future__ import annotations
 
