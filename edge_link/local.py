@@ -27,7 +27,7 @@ from config.layers import Doc, diff, load_yaml_file
 from edge_link.base import EdgeLink, Identity, LinkHandlers, encode_body
 from edge_link.iothub import merge_reported
 from infra.durable import write_atomic
-from infra.logs import event, redact_value
+from infra.logs import event
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class LocalLink(EdgeLink):
 
     def report(self, patch: dict[str, Any]) -> None:
         with self._lock:
-            self._reported = merge_reported(self._reported, redact_value(patch))
+            self._reported = merge_reported(self._reported, patch)
             write_json_atomic(self.reported_file, _drop_nulls(self._reported))
 
     def send(self, output: str, msg_type: str, body: dict[str, Any]) -> None:

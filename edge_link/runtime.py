@@ -33,7 +33,7 @@ from contracts.outputs import MODULE_OUTPUTS
 from edge_link.base import EdgeLink, LinkHandlers
 from edge_link.factory import open_link
 from edge_link.status import StatusReporter
-from infra.logs import apply_logging_settings, event, setup_logging
+from infra.logs import apply_logging_settings, event, redact_value, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class ModuleRuntime(Generic[S]):
             last_good_path=options.data_dir / "state" / "settings.last_good.json",
         )
         self._methods: dict[str, MethodHandler] = {"ping": self._ping}
-        self.reporter = StatusReporter(self.link.report)
+        self.reporter = StatusReporter(self._report)
         self._first_twin = threading.Event()
         self._stopping = threading.Event()
         self._started_at = datetime.now(UTC)
@@ -144,7 +144,7 @@ class ModuleRuntime(Generic[S]):
             self.store.restore_last_good()
             self._report_settings()
         self.store.mark_started()
-        self.link.report({"module": {"name": self.spec.name, "version": package_version(),
+        self._report({"module": {"name": self.spec.name, "version": package_version(),
                                      "link": self.link.kind,
                                      "startedAt": self._started_at.isoformat()}})
         event(log, logging.INFO, "module.started", link=self.link.kind,
@@ -161,18 +161,18 @@ class ModuleRuntime(Generic[S]):
                              f"{sorted(o.value for o in MODULE_OUTPUTS[self.spec.name])}")
         stamped = message.model_copy(update={"device_id": self.link.identity.device_id,
                                              "module_id": self.link.identity.module_id})
-        self.link.send(output, message.TYPE, stamped.body())
+        self.link.send(output, message.TYPE, redact_value(stamped.body()))
 
     def send_body(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
         """TEMPORARY (layout refactor in progress): untyped send, until every sender builds a
         :mod:`contracts.messages` model."""
         stamped = {"deviceId": self.link.identity.device_id,
                    "moduleId": self.link.identity.module_id, **body}
-        self.link.send(output, msg_type, stamped)
+        self.link.send(output, msg_type, redact_value(stamped))
 
     def report(self, section: str, value: Any) -> None:
         """Merge one section of this module's reported properties."""
-        self.link.report({section: value})
+        self._report({section: value})
 
     def run_until_signalled(self) -> None:
         """Block until SIGTERM or SIGINT (IoT Edge stops modules with SIGTERM)."""
@@ -187,8 +187,12 @@ class ModuleRuntime(Generic[S]):
         self.link.stop()
         event(log, logging.INFO, "module.stopped")
 
+    def _report(self, patch: dict[str, Any]) -> None:
+        """Every reported patch leaves through here: one redaction for every link."""
+        self.link.report(redact_value(patch))
+
     def _report_settings(self) -> None:
-        self.link.report({"settings": self.store.report()})
+        self._report({"settings": self.store.report()})
 
     def _on_twin(self, desired: dict[str, Any]) -> None:
         self.store.replace_twin(desired)

@@ -14,7 +14,12 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+_URL = r"\b[A-Za-z][A-Za-z0-9+.-]*://"
 _SECRETS = [
+    # A URL's user:password, and its whole query string: a SAS token is the query string, and
+    # no query string of a model or blob URL is needed to recognise it in a log or report.
+    re.compile(rf"({_URL})[^\s/@\"']+(?=@)"),
+    re.compile(rf"({_URL}[^\s?#\"']*\?)[^\s#\"']+"),
     re.compile(r"(SharedAccessKey=)[^;\s\"']+", re.IGNORECASE),
     re.compile(r"(AccountKey=)[^;\s\"']+", re.IGNORECASE),
     re.compile(r"([?&]sig=)[^&\s\"']+", re.IGNORECASE),
@@ -28,7 +33,8 @@ _OWN_LOGGERS = ("config", "edge_link", "infra", "contracts", "cli", "camera_modu
 
 
 def redact(text: str) -> str:
-    """The text with connection-string keys and SAS signatures replaced by ``***``."""
+    """The text with connection-string keys, SAS signatures, URL query strings and URL
+    credentials replaced by ``***``."""
     for pattern in _SECRETS:
         text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
     return text
@@ -53,8 +59,11 @@ def event(logger: logging.Logger, level: int, name: str, /, **fields: Any) -> No
 
 
 def _kv(value: Any) -> str:
+    """A field value that cannot end the line or fake another field: anything with a space,
+    a quote, ``=``, or a character that is not printable (newline, carriage return, escape
+    sequences) is written as a JSON string, escapes and all."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
-    if text == "" or any(c in text for c in ' "='):
+    if text == "" or any(c in text for c in ' "=') or not text.isprintable():
         return json.dumps(text)
     return text
 

@@ -104,3 +104,19 @@ def test_undeclared_output_is_refused(runtime: ModuleRuntime) -> None:
         runtime.send(ClipUploaded(event_id="ev-1", part=1, stem="ev-1", train_id="t1",
                                   camera_id="c1", start_utc=NOW, max_score=0.9,
                                   model_version="1", container="clips", bytes=0, blobs=[]))
+
+
+def test_reported_properties_pass_through_one_redaction(tmp_path: Path, data_dir: Path) -> None:
+    """The runtime redacts every report, whatever the link (this one writes reported.json)."""
+    twin = tmp_path / "detector.yaml"
+    twin.write_text("model:\n  version: 1.2.0\n  url: https://acct.blob.core.windows.net/m/"
+                    "x.zip?sv=2019-07-07&sig=AbC%2Bdef%3D\n")
+    rt = ModuleRuntime(module_spec("detector"), RuntimeOptions(twin, data_dir, twin_wait_s=2),
+                       environ={})
+    rt.start()
+    try:
+        text = (data_dir / "reported.json").read_text()
+        assert "AbC%2Bdef" not in text and "sv=2019" not in text
+        assert "https://acct.blob.core.windows.net/m/x.zip?***" in text
+    finally:
+        rt.stop()

@@ -17,6 +17,10 @@ SECRETS = [
      "AbC%2Bdef%3D"),
     ("SharedAccessSignature sr=hub%2Fdevices%2Fd&sig=zzz&se=1", "zzz"),
     ("BlobEndpoint=http://x;SharedAccessSignature=sv=2019&sig=qqq", "qqq"),
+    # A URL's whole query string (a token need not be called sig) and its credentials.
+    ("https://models.example/pkg.zip?token=t0ps3cr3t", "t0ps3cr3t"),
+    ("http://user:pa55word@10.0.0.5/model.zip", "pa55word"),
+    ("rtsp://admin:hunter2@192.168.1.64:554/Streaming/Channels/101", "hunter2"),
 ]
 
 
@@ -24,6 +28,11 @@ SECRETS = [
 def test_secrets_are_redacted(text: str, secret: str) -> None:
     assert secret not in redact(text)
     assert "***" in redact(text)
+
+
+def test_redaction_keeps_what_names_the_resource() -> None:
+    assert redact("http://user:pw@host:8080/x.zip?sv=1&sig=2") == "http://***@host:8080/x.zip?***"
+    assert redact("file:///models/graffiti-1.2.0.zip") == "file:///models/graffiti-1.2.0.zip"
 
 
 def test_event_lines_carry_ids_and_hide_secrets(capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,3 +60,13 @@ def test_json_format_is_one_object_per_line() -> None:
     assert doc["event"] == "clip.quarantined" and doc["event_id"] == "ev-1"
     line = KeyValueFormatter().format(record)
     assert 'reason="sha256 mismatch"' in line and "event_id=ev-1" in line
+
+
+def test_a_field_value_cannot_forge_a_log_line(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging("detector")
+    log = logging.getLogger("detector_module.test")
+    forged = "cam1\n2026-12-01T00:00:00.000Z INFO detector model.activated version=6.6.6"
+    event(log, logging.INFO, "api.request", camera=forged, ts="\x1b[31mred\r")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert "\\n2026" in lines[0] and "\\u001b[31mred\\r" in lines[0]
