@@ -105,7 +105,7 @@ class ClipWritten(CameraMessage):
     start_utc: UtcTime = Field(description="Time of the clip's first frame.")
     end_utc: UtcTime = Field(description="Time of the clip's last frame.")
     max_score: float = Field(description="Best detection score in the clip.")
-    trigger: str = Field(description="What made the clip: event or on_demand.")
+    trigger: str = Field(description="What made the clip: detection or on_demand.")
 
 
 # -- camera: output "alerts" -------------------------------------------------------------------
@@ -257,11 +257,28 @@ class ModelActivated(Message):
                                         "in use.")
 
 
+# -- any module --------------------------------------------------------------------------------
+
+
+class WorkerFailed(Message):
+    """A worker thread of the module raised an unexpected exception (a bug, or a state the
+    code does not handle). It is restarted with backoff; one that keeps failing makes the
+    module exit so that IoT Edge restarts it."""
+
+    OUTPUT = Output.ALERTS
+    TYPE = "worker.failed"
+
+    worker: str = Field(description="Name of the worker thread.")
+    error: str = Field(description="The exception, type and message (at most 200 chars).")
+    failures: int = Field(description="Failures of this worker since the module started.")
+    restarting: bool = Field(description="False when the worker was given up.")
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
     for cls in (EventStarted, EventEnded, ClipWritten, ClipFailed, ClipWriteFailed,
                 ClipUploaded, ClipQuarantined, ClipEvicted, ClipIncomplete, DiskLow,
-                DetectionsFound, ModelActivated)
+                DetectionsFound, ModelActivated, WorkerFailed)
 }
 
 

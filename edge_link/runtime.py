@@ -28,12 +28,13 @@ from config.fields import Section
 from config.layers import env_layer, load_yaml_file
 from config.registry import ModuleSpec
 from config.store import Listener, SettingsStore
-from contracts.messages import Message
+from contracts.messages import Message, WorkerFailed
 from contracts.outputs import MODULE_OUTPUTS
 from edge_link.base import EdgeLink, LinkHandlers
 from edge_link.factory import open_link
 from edge_link.status import StatusReporter
 from infra.logs import apply_logging_settings, event, redact_value, setup_logging
+from infra.supervision import WorkerFailure, Workers
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class ModuleRuntime(Generic[S]):
         )
         self._methods: dict[str, MethodHandler] = {"ping": self._ping}
         self.reporter = StatusReporter(self._report)
+        self.workers = Workers(self._worker_failed)
+        self.reporter.add(lambda: {"workers": self.workers.health()})
         self._first_twin = threading.Event()
         self._stopping = threading.Event()
         self._started_at = datetime.now(UTC)
@@ -174,18 +177,29 @@ class ModuleRuntime(Generic[S]):
         """Merge one section of this module's reported properties."""
         self._report({section: value})
 
-    def run_until_signalled(self) -> None:
-        """Block until SIGTERM or SIGINT (IoT Edge stops modules with SIGTERM)."""
+    def run_until_signalled(self) -> int:
+        """Block until SIGTERM or SIGINT (IoT Edge stops modules with SIGTERM): exit code 0;
+        or until a worker keeps failing: exit code 1, so that IoT Edge restarts the module."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self._stopping.set())
-        while not self._stopping.wait(1.0):
-            pass
+        while not self._stopping.wait(0.5):
+            if self.workers.fatal.is_set():
+                event(log, logging.CRITICAL, "module.exiting", reason="a worker keeps failing",
+                      workers=",".join(self.workers.not_running()))
+                return 1
+        return 0
 
     def stop(self) -> None:
         self._stopping.set()
+        self.workers.stop()
         self.reporter.stop()
         self.link.stop()
         event(log, logging.INFO, "module.stopped")
+
+    def _worker_failed(self, failure: WorkerFailure) -> None:
+        self.send(WorkerFailed(worker=failure.worker, error=failure.error,
+                               failures=failure.failures, restarting=failure.restarting))
+        self.status_changed()
 
     def _report(self, patch: dict[str, Any]) -> None:
         """Every reported patch leaves through here: one redaction for every link."""
@@ -283,10 +297,10 @@ def module_main(spec: ModuleSpec[S], description: str,
         _stop_all(started, runtime)
         return 1
     try:
-        runtime.run_until_signalled()
+        code = runtime.run_until_signalled()
     finally:
         _stop_all(started, runtime)
-    return 0
+    return code
 
 
 def _stop_all(services: list[ModuleService[S]], runtime: ModuleRuntime[S]) -> None:

@@ -58,6 +58,13 @@ def event(logger: logging.Logger, level: int, name: str, /, **fields: Any) -> No
         logger.log(level, name, extra={"fields": fields})
 
 
+def event_with_traceback(logger: logging.Logger, level: int, name: str, exc: BaseException,
+                         /, **fields: Any) -> None:
+    """:func:`event` for an unexpected exception: the same line, then its traceback."""
+    if logger.isEnabledFor(level):
+        logger.log(level, name, extra={"fields": fields}, exc_info=exc)
+
+
 def _kv(value: Any) -> str:
     """A field value that cannot end the line or fake another field: anything with a space,
     a quote, ``=``, or a character that is not printable (newline, carriage return, escape

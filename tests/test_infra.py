@@ -12,6 +12,7 @@ import pytest
 from edge_link.status import StatusReporter
 from infra.durable import write_atomic
 from infra.stats import percentile
+from infra.supervision import Workers
 from infra.throttle import KB, Throttle
 
 
@@ -106,3 +107,66 @@ def test_a_failing_source_does_not_stop_the_others() -> None:
     reporter.add(lambda: {"ok": True})
     reporter.report_now()
     assert sent == [{"ok": True}]
+
+
+def _fast_workers(failures: list[Any], max_failures: int = 3) -> Workers:
+    return Workers(failures.append, max_failures=max_failures, restart_initial_s=0.01,
+                   restart_max_s=0.02)
+
+
+def test_a_failing_worker_is_logged_reported_and_restarted(
+        caplog: pytest.LogCaptureFixture) -> None:
+    failures: list[Any] = []
+    runs: list[int] = []
+    done = threading.Event()
+
+    def flaky() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise ValueError("inference_ms is 'fast'")
+        done.set()
+
+    workers = _fast_workers(failures)
+    workers.spawn("detect", flaky)
+    assert done.wait(5)
+    workers.join(5)
+    assert len(runs) == 2
+    assert [(f.worker, f.restarting) for f in failures] == [("detect", True)]
+    assert "ValueError: inference_ms is 'fast'" in failures[0].error
+    assert workers.health()["detect"] == {"state": "stopped", "failures": 1,
+                                          "lastError": failures[0].error}
+    logged = [r for r in caplog.records if r.getMessage() == "worker.failed"]
+    assert len(logged) == 1 and logged[0].exc_info is not None
+    assert not workers.fatal.is_set()
+
+
+def test_a_worker_that_keeps_failing_is_given_up_and_the_module_told() -> None:
+    failures: list[Any] = []
+
+    def broken() -> None:
+        raise RuntimeError("always")
+
+    workers = _fast_workers(failures, max_failures=3)
+    workers.spawn("clip-writer", broken)
+    assert workers.fatal.wait(5)
+    workers.join(5)
+    assert [f.restarting for f in failures] == [True, True, False]
+    assert workers.not_running() == ["clip-writer"]
+    assert workers.health()["clip-writer"]["state"] == "failed"
+
+
+def test_no_restart_once_stopping() -> None:
+    failures: list[Any] = []
+    workers = Workers(failures.append, restart_initial_s=10, restart_max_s=10)
+    started = threading.Event()
+
+    def fails_once() -> None:
+        started.set()
+        raise OSError("disk")
+
+    workers.spawn("status", fails_once)
+    assert started.wait(5)
+    workers.stop()
+    workers.join(5)
+    assert workers.health()["status"]["state"] in ("stopped", "failed")
+    assert len(failures) == 1

@@ -14,6 +14,7 @@ from config.registry import module_spec
 from contracts.messages import ClipUploaded, ClipWritten, EventStarted, read_message
 from edge_link.local import invoke_local_method
 from edge_link.runtime import ModuleRuntime, RuntimeOptions
+from infra.supervision import Workers
 from tests.support.polling import wait_until
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -120,3 +121,18 @@ def test_reported_properties_pass_through_one_redaction(tmp_path: Path, data_dir
         assert "https://acct.blob.core.windows.net/m/x.zip?***" in text
     finally:
         rt.stop()
+
+
+def test_a_worker_that_keeps_failing_ends_the_module_with_exit_code_1(
+        runtime: ModuleRuntime, data_dir: Path) -> None:
+    def broken() -> None:
+        raise RuntimeError("bad detector answer")
+
+    runtime.workers = Workers(runtime._worker_failed, max_failures=2, restart_initial_s=0.01,
+                              restart_max_s=0.01)
+    runtime.workers.spawn("detect", broken)
+    assert runtime.run_until_signalled() == 1
+    alerts = [json.loads(x) for x in (data_dir / "outputs" / "alerts.jsonl").read_text()
+              .splitlines()]
+    assert [(a["type"], a["body"]["worker"], a["body"]["restarting"]) for a in alerts] == [
+        ("worker.failed", "detect", True), ("worker.failed", "detect", False)]
