@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from camera_module.service import CameraService
+from config.camera import CameraSettings
 from config.registry import CAMERA
 from edge_link.runtime import ModuleRuntime, ModuleService, module_main
 
@@ -15,7 +15,7 @@ DESCRIPTION = (
 )
 
 
-def build(runtime: ModuleRuntime) -> list[ModuleService[Any]]:
+def build(runtime: ModuleRuntime[CameraSettings]) -> list[ModuleService[CameraSettings]]:
     """The module's own services, started once its settings are in force."""
     return [CameraService(runtime)]
 

@@ -11,9 +11,10 @@ with SPS/PPS in front of every keyframe, which the MP4 muxer turns back into a p
 ``avcC`` and length-prefixed samples. A reconnect in the middle of a clip starts a new run of
 timestamps; runs are laid end to end.
 
-Every file is written under a hidden temporary name (the uploader skips names starting with
-a dot), fsync'ed, and renamed: video, then thumbnail, then the sidecar last, so a sidecar in
-the outbox always means a complete clip.
+Every file is written under a hidden temporary name beside its final one (the uploader skips
+names starting with a dot), fsync'ed, and renamed: video, then thumbnail, then the sidecar
+last, so a sidecar in the outbox always means a complete clip; then the folder is fsync'ed so
+the renames survive a power cut.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 
 from camera_module.packets import EncodedPacket, StreamInfo
 from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
+from infra.durable import fsync_dir, fsync_path, temp_beside, write_synced
 
 START_CODE = b"\x00\x00\x00\x01"
 NAL_SPS = 7
@@ -218,27 +220,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def temp_path(outbox: Path, name: str) -> Path:
-    """Hidden while incomplete: the uploader ignores names starting with a dot."""
-    return outbox / f".{name}.tmp"
-
-
-def fsync_path(path: Path) -> None:
-    """Flush a file's data, or a folder's entries (so a rename survives a power cut)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_bytes_synced(path: Path, data: bytes) -> None:
-    with path.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def publish(outbox: Path, stem: str, video_tmp: Path, thumbnail: bytes | None,
             sidecar: ClipSidecar) -> dict[str, int]:
     """Rename a finished clip into the outbox: video, thumbnail, sidecar last.
@@ -247,13 +228,13 @@ def publish(outbox: Path, stem: str, video_tmp: Path, thumbnail: bytes | None,
     raised (a full disk is the caller's to report)."""
     names = {"video": stem + VIDEO_SUFFIX, "thumb": stem + THUMBNAIL_SUFFIX,
              "sidecar": stem + SIDECAR_SUFFIX}
-    thumb_tmp = temp_path(outbox, names["thumb"])
-    side_tmp = temp_path(outbox, names["sidecar"])
+    thumb_tmp = temp_beside(outbox / names["thumb"])
+    side_tmp = temp_beside(outbox / names["sidecar"])
     try:
         fsync_path(video_tmp)
         if thumbnail is not None:
-            write_bytes_synced(thumb_tmp, thumbnail)
-        write_bytes_synced(side_tmp, sidecar.model_dump_json(indent=2).encode())
+            write_synced(thumb_tmp, thumbnail)
+        write_synced(side_tmp, sidecar.model_dump_json(indent=2).encode())
         os.replace(video_tmp, outbox / names["video"])
         if thumbnail is not None:
             os.replace(thumb_tmp, outbox / names["thumb"])
@@ -264,7 +245,7 @@ def publish(outbox: Path, stem: str, video_tmp: Path, thumbnail: bytes | None,
                          outbox / names["thumb"]):
             leftover.unlink(missing_ok=True)
         raise
-    fsync_path(outbox)
+    fsync_dir(outbox)
     written = [names["video"], names["sidecar"]] + ([names["thumb"]] if thumbnail else [])
     return {name: (outbox / name).stat().st_size for name in written}
 

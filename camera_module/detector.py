@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import av
 import cv2
 
+from contracts.clip import ModelInfo
 from contracts.detection import Detection
 
 
@@ -27,9 +28,11 @@ class DetectorError(Exception):
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    version: str
+class ServedModel:
+    """The model ``GET /model`` describes: who it is, and the input size frames are scaled to
+    (a frame smaller than that would lose detail, a larger one is wasted bandwidth)."""
+
+    info: ModelInfo
     width: int
     height: int
 
@@ -38,7 +41,6 @@ class ModelInfo:
 class Scored:
     model: ModelInfo
     detections: list[Detection]
-    inference_ms: float
 
 
 def scaled_size(width: int, height: int, model_w: int, model_h: int) -> tuple[int, int]:
@@ -67,7 +69,7 @@ class DetectorClient:
     def __init__(self, base_url: str, timeout_s: float) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
-        self.model: ModelInfo | None = None
+        self.model: ServedModel | None = None
 
     def _request(self, request: urllib.request.Request) -> Any:
         try:
@@ -79,11 +81,12 @@ class DetectorClient:
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise DetectorError(f"{request.full_url}: {exc}") from None
 
-    def fetch_model(self) -> ModelInfo:
+    def fetch_model(self) -> ServedModel:
         doc = self._request(urllib.request.Request(f"{self.base_url}/model"))
         try:
-            self.model = ModelInfo(str(doc["name"]), str(doc["version"]),
-                                   int(doc["input"]["width"]), int(doc["input"]["height"]))
+            info = ModelInfo(name=str(doc["name"]), version=str(doc["version"]))
+            self.model = ServedModel(info, int(doc["input"]["width"]),
+                                     int(doc["input"]["height"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise DetectorError(f"/model answer lacks {exc}") from None
         return self.model
@@ -95,14 +98,14 @@ class DetectorClient:
                                          headers={"Content-Type": "image/jpeg"})
         doc = self._request(request)
         try:
-            model = ModelInfo(str(doc["model"]["name"]), str(doc["model"]["version"]),
-                              *(self.model.width, self.model.height) if self.model else (0, 0))
+            model = ModelInfo(name=str(doc["model"]["name"]),
+                              version=str(doc["model"]["version"]))
             detections = [Detection(str(d["label"]), int(d["class_id"]), float(d["score"]),
                                     (float(d["box"][0]), float(d["box"][1]),
                                      float(d["box"][2]), float(d["box"][3])))
                           for d in doc["detections"]]
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise DetectorError(f"/score answer is malformed: {exc}") from None
-        if self.model is not None and model.version != self.model.version:
+        if self.model is not None and model.version != self.model.info.version:
             self.model = None  # the detector swapped models: ask /model again
-        return Scored(model, detections, float(doc.get("inference_ms", 0.0)))
+        return Scored(model, detections)

@@ -101,11 +101,6 @@ class PacketRing:
             return {"packets": len(self._packets), "bytes": self._bytes,
                     "span_s": round(span, 2)}
 
-    def clear(self) -> None:
-        with self._lock:
-            self._packets.clear()
-            self._bytes = 0
-
     def _trim(self) -> None:
         if not self._packets:
             return

@@ -8,7 +8,9 @@ Threads and what each may block on:
 - ``detect``: the detector's HTTP API (with a timeout). Takes the newest sample, asks the
   detector, runs the trigger, starts and ends recordings, sends event messages.
 - ``clip-writer`` (in :class:`~camera_module.recorder.Recorder`): the disk.
-- ``status``: reports counters to the twin's reported properties now and then.
+
+The runtime's status reporter asks :meth:`CameraService.status` for the reported properties
+every 10 s, and soon after the stream or the detector goes up or down.
 
 Settings are read live: thresholds, fps, zones, the detector URL and the stream URLs change
 without a restart (a changed URL reconnects its source).
@@ -21,32 +23,26 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from camera_module.detector import (
-    DetectorClient,
-    DetectorError,
-    ModelInfo,
-    Scored,
-    encode_jpeg,
-    scaled_size,
-)
+from camera_module.detector import DetectorClient, DetectorError, Scored, encode_jpeg, scaled_size
 from camera_module.packets import EncodedPacket, PacketRing
-from camera_module.recorder import Identity, Observation, Recorder
+from camera_module.recorder import Recorder, camera_ids
+from camera_module.recording import Observation
 from camera_module.sampling import LatestSlot, Sample, Sampler, WallClock
 from camera_module.source import SourceStats, StreamSource
 from camera_module.trigger import Action, EventEnded, EventStarted, PartSplit, Trigger
 from config.camera import CameraSettings
-from contracts.clip import ModelInfo as ClipModel
-from edge_link.runtime import ModuleRuntime
+from contracts import messages
+from contracts.clip import ModelInfo
+from edge_link.runtime import MethodHandler, ModuleRuntime, ModuleService
 from infra.backoff import Backoff
 from infra.logs import event
+from infra.stats import percentile
 
 log = logging.getLogger(__name__)
 
-STATUS_INTERVAL_S = 10.0
 # The ring keeps this much more than the pre-roll: the detector's answer arrives after the
 # frame, and a keyframe interval may sit between the pre-roll start and the keyframe before.
 RING_SLACK_S = 5.0
@@ -69,21 +65,20 @@ class Metrics:
         self.events = 0
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
 
-    def percentile(self, q: float) -> float | None:
-        if not self.latencies:
-            return None
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    def latency_ms(self, q: float) -> float | None:
+        """The ``q``-th percentile of the recent latencies, in milliseconds."""
+        value = percentile(self.latencies, q)
+        return None if value is None else round(value * 1000, 1)
 
 
-class CameraService:
+class CameraService(ModuleService[CameraSettings]):
     """One camera: sources, sampler, detect worker, trigger and recorder."""
 
-    def __init__(self, runtime: ModuleRuntime, *,
+    def __init__(self, runtime: ModuleRuntime[CameraSettings], *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.runtime = runtime
         self._clock = clock
-        settings: CameraSettings = runtime.settings
+        settings = runtime.settings
         self.wall = WallClock(clock())
         self.ring = PacketRing(ring_seconds(settings))
         self.slot = LatestSlot()
@@ -92,46 +87,43 @@ class CameraService:
         self.metrics = Metrics()
         self.trigger = Trigger(settings.trigger, settings.recording, self._new_event_id)
         self.recorder = Recorder(self.ring, settings.recording.outbox_dir, self.wall,
-                                 self._identity, self._notify)
+                                 runtime.link.identity, lambda: self.runtime.settings.identity,
+                                 runtime.send)
         self.client = DetectorClient(settings.sampling.detector_url,
                                      settings.sampling.request_timeout_s)
         self.sources: list[StreamSource] = []
-        self._history: deque[Observation] = deque()
         self._latest: Sample | None = None
         self._model: ModelInfo | None = None
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._detect: threading.Thread | None = None
         self._lock = threading.Lock()  # the trigger: detect thread vs settings listener
-        self._report_now = threading.Event()
-        runtime.subscribe(self._on_settings)
-        runtime.register_method("record", self._record_method)
+
+    def methods(self) -> Mapping[str, MethodHandler]:
+        return {"record": self._record_method}
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
         self.recorder.start_writer()
         self._start_sources(self.runtime.settings)
-        for name, target in (("detect", self._detect_loop), ("status", self._status_loop)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._detect = threading.Thread(target=self._detect_loop, name="detect", daemon=True)
+        self._detect.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._report_now.set()  # wake the status thread now, not at its next interval
         for source in self.sources:
             source.stop()
-        for thread in self._threads:
-            thread.join(10)
+        if self._detect is not None:
+            self._detect.join(10)
         with self._lock:
             active = self.trigger.active
             if active is not None:
                 now = self._clock()
                 self.recorder.end(active, self.trigger.part, now)
-                self._send("event_ended", {"eventId": active, "endUtc": _iso(self.wall.utc(now)),
-                                           "parts": self.trigger.part, "reason": "stopping"})
+                self.runtime.send(messages.EventEnded(
+                    **camera_ids(self.runtime.settings.identity), event_id=active,
+                    end_utc=self.wall.utc(now), parts=self.trigger.part, reason="stopping"))
         self.recorder.stop()
-        self._report()
 
     def _start_sources(self, settings: CameraSettings) -> None:
         stream = settings.stream
@@ -156,12 +148,12 @@ class CameraService:
         self.recorder.on_packet(packet)
 
     def _on_status(self, name: str, stats: SourceStats) -> None:
-        self._report_now.set()
+        self.runtime.status_changed()
 
     # -- settings -------------------------------------------------------------------------
 
-    def _on_settings(self, old: CameraSettings, new: CameraSettings,
-                     changed: tuple[str, ...]) -> None:
+    def on_settings(self, old: CameraSettings, new: CameraSettings,
+                    changed: tuple[str, ...]) -> None:
         with self._lock:
             self.trigger.configure(new.trigger, new.recording)
         self.ring.keep_s = ring_seconds(new)
@@ -184,43 +176,47 @@ class CameraService:
         backoff = Backoff(0.5, 2.0)
         while not self._stop.is_set():
             sample = self.slot.take(0.2)
-            settings: CameraSettings = self.runtime.settings
+            settings = self.runtime.settings
             if sample is not None:
                 self._latest = sample
-            scored = None if sample is None else self._ask(sample, settings)
-            if scored is None:
-                # No answer (no frame, or the detector is down): time still passes, so an
-                # event whose post-roll has run out ends and its clip is written. Ticking
-                # behind by one request keeps an event from ending while the frame that
-                # would confirm it is at the detector.
-                behind = settings.sampling.request_timeout_s + 1.0 / settings.sampling.detect_fps
-                with self._lock:
-                    actions = self.trigger.tick(self._clock() - behind)
-                self._decide(actions, None)
-                self.recorder.close_late(self._clock())
-                if sample is not None:
-                    self._stop.wait(backoff.next())
-                continue
-            backoff.reset()
-            with self._lock:
-                counted = self.trigger.counting(scored.detections)
-                obs = Observation(sample.t, counted, max((d.score for d in counted),
-                                                         default=0.0), sample.frame)
-                actions = self.trigger.observe(sample.t, scored.detections)
-            # Order matters: a recording started by these actions takes the history up to
-            # (not including) this sample, then this sample with its frame (the thumbnail).
-            self._decide(actions, obs)
-            self.recorder.observe(obs, _clip_model(scored.model))
-            self._remember(obs, settings)
-            self.metrics.latencies.append(self._clock() - sample.arrived)
+                scored = self._ask(sample, settings)
+                if scored is not None:
+                    backoff.reset()
+                    self._observe(sample, scored)
+                    continue
+            self._let_time_pass(settings)
+            if sample is not None:
+                self._stop.wait(backoff.next())
+
+    def _let_time_pass(self, settings: CameraSettings) -> None:
+        """No answer (no frame, or the detector is down): time still passes, so an event whose
+        post-roll has run out ends and its clip is written. Ticking behind by one request
+        keeps an event from ending while the frame that would confirm it is at the detector."""
+        behind = settings.sampling.request_timeout_s + 1.0 / settings.sampling.detect_fps
+        with self._lock:
+            actions = self.trigger.tick(self._clock() - behind)
+        self._decide(actions, None)
+        self.recorder.close_late(self._clock())
+
+    def _observe(self, sample: Sample, scored: Scored) -> None:
+        with self._lock:
+            counted = self.trigger.counting(scored.detections)
+            obs = Observation(sample.t, counted, max((d.score for d in counted), default=0.0),
+                              sample.frame)
+            actions = self.trigger.observe(sample.t, scored.detections)
+        # Order matters: a recording started by these actions takes the history up to (not
+        # including) this sample, then this sample with its frame (the thumbnail).
+        self._decide(actions, obs)
+        self.recorder.observe(obs, scored.model)
+        self.metrics.latencies.append(self._clock() - sample.arrived)
 
     def _ask(self, sample: Sample, settings: CameraSettings) -> Scored | None:
         """One detector round trip; None (counted, logged once per outage) when it fails."""
         client = self.client
         try:
-            model = client.model or client.fetch_model()
-            size = scaled_size(sample.frame.width, sample.frame.height, model.width,
-                               model.height)
+            served = client.model or client.fetch_model()
+            size = scaled_size(sample.frame.width, sample.frame.height, served.width,
+                               served.height)
             jpeg = encode_jpeg(sample.frame, size, settings.sampling.jpeg_quality)
             scored = client.score(jpeg, settings.identity.camera_id, sample.wall)
         except DetectorError as exc:
@@ -230,7 +226,7 @@ class CameraService:
                 self.metrics.detector_status = "down"
                 event(log, logging.WARNING, "detector.down", error=str(exc),
                       failures=self.metrics.detector_failures)
-                self._report_now.set()
+                self.runtime.status_changed()
             return None
         self.metrics.samples += 1
         self.metrics.detector_ok += 1
@@ -239,53 +235,50 @@ class CameraService:
             self.metrics.detector_status = "up"
             event(log, logging.INFO, "detector.up", model=scored.model.name,
                   version=scored.model.version)
-            self._report_now.set()
+            self.runtime.status_changed()
         return scored
 
-    def _remember(self, obs: Observation, settings: CameraSettings) -> None:
-        """Recent observations, so a clip's pre-roll has the detections that led to it."""
-        self._history.append(Observation(obs.t, obs.detections, obs.best))
-        horizon = obs.t - ring_seconds(settings)
-        while self._history and self._history[0].t < horizon:
-            self._history.popleft()
+    # -- decisions ------------------------------------------------------------------------
 
     def _decide(self, actions: list[Action], obs: Observation | None) -> None:
-        settings: CameraSettings = self.runtime.settings
+        settings = self.runtime.settings
         for action in actions:
             if isinstance(action, EventStarted):
-                self.metrics.events += 1
-                event(log, logging.INFO, "event.started", event_id=action.event_id)
-                self._send("event_started", {
-                    "eventId": action.event_id, "startUtc": _iso(self.wall.utc(action.t)),
-                    "clipFromUtc": _iso(self.wall.utc(action.clip_from)),
-                    "maxScore": obs.best if obs else None,
-                    "labels": sorted({d.label for d in obs.detections}) if obs else []})
-                if settings.recording.enabled:
-                    self.recorder.start(action.event_id, 1, action.clip_from, action.t,
-                                        self._thresholds(settings), list(self._history),
-                                        model=_clip_model(self._model))
+                self._event_started(action, obs, settings)
             elif isinstance(action, PartSplit):
                 event(log, logging.INFO, "event.part", event_id=action.event_id,
                       part=action.part)
                 self.recorder.end(action.event_id, action.part - 1, action.t)
                 if settings.recording.enabled:
                     self.recorder.start(action.event_id, action.part, action.t, action.t,
-                                        self._thresholds(settings), [],
-                                        model=_clip_model(self._model))
+                                        self._thresholds(settings), self._model)
             elif isinstance(action, EventEnded):
                 event(log, logging.INFO, "event.ended", event_id=action.event_id,
                       parts=action.part)
                 self.recorder.end(action.event_id, action.part, action.t)
-                self._send("event_ended", {
-                    "eventId": action.event_id, "endUtc": _iso(self.wall.utc(action.t)),
-                    "lastConfirmedUtc": _iso(self.wall.utc(action.last_confirmed)),
-                    "parts": action.part})
+                self.runtime.send(messages.EventEnded(
+                    **camera_ids(settings.identity), event_id=action.event_id,
+                    end_utc=self.wall.utc(action.t),
+                    last_confirmed_utc=self.wall.utc(action.last_confirmed), parts=action.part))
+
+    def _event_started(self, action: EventStarted, obs: Observation | None,
+                       settings: CameraSettings) -> None:
+        self.metrics.events += 1
+        event(log, logging.INFO, "event.started", event_id=action.event_id)
+        self.runtime.send(messages.EventStarted(
+            **camera_ids(settings.identity), event_id=action.event_id,
+            start_utc=self.wall.utc(action.t), clip_from_utc=self.wall.utc(action.clip_from),
+            max_score=obs.best if obs else None,
+            labels=sorted({d.label for d in obs.detections}) if obs else []))
+        if settings.recording.enabled:
+            self.recorder.start(action.event_id, 1, action.clip_from, action.t,
+                                self._thresholds(settings), self._model)
 
     # -- direct method --------------------------------------------------------------------
 
-    def _record_method(self, payload: Any) -> tuple[int, Any]:
+    def _record_method(self, payload: object) -> tuple[int, dict[str, object]]:
         """``record {"seconds": N}``: the last N seconds as a clip, now. Returns its stem."""
-        settings: CameraSettings = self.runtime.settings
+        settings = self.runtime.settings
         limit = settings.recording.on_demand_max_s
         seconds = payload.get("seconds") if isinstance(payload, dict) else None
         if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
@@ -297,7 +290,7 @@ class CameraService:
         event_id = self._new_event_id(now)
         latest = self._latest
         rec = self.recorder.snapshot(event_id, now - seconds, now, self._thresholds(settings),
-                                     list(self._history), _clip_model(self._model))
+                                     self._model)
         if not rec.packets:
             return 503, {"error": "no video buffered yet (is the camera online?)"}
         if latest is not None:
@@ -310,25 +303,16 @@ class CameraService:
         return 200, {"stem": rec.stem, "eventId": event_id, "files": files,
                      "seconds": round(covered, 2)}
 
-    # -- reporting ------------------------------------------------------------------------
-
-    def _status_loop(self) -> None:
-        while not self._stop.is_set():
-            self._report_now.wait(STATUS_INTERVAL_S)
-            self._report_now.clear()
-            if not self._stop.is_set():
-                self._report()
+    # -- status ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Everything the reported properties say, also for tests and the benchmark."""
+        """The reported-property sections; also what tests and the benchmark read."""
         m = self.metrics
-        p50, p95 = m.percentile(0.5), m.percentile(0.95)
         return {
             "stream": {s.name: s.stats.report() for s in self.sources},
             "sampling": {"samples": m.samples, "skipped": self.slot.skipped,
                          "slotDepth": self.slot.depth,
-                         "latencyP50Ms": None if p50 is None else round(p50 * 1000, 1),
-                         "latencyP95Ms": None if p95 is None else round(p95 * 1000, 1)},
+                         "latencyP50Ms": m.latency_ms(50), "latencyP95Ms": m.latency_ms(95)},
             "detector": {"status": m.detector_status, "ok": m.detector_ok,
                          "failures": m.detector_failures, "lastError": m.detector_error,
                          "model": None if self._model is None else
@@ -341,39 +325,15 @@ class CameraService:
                           "ring": self.ring.stats()},
         }
 
-    def _report(self) -> None:
-        status = self.status()
-        for section, value in status.items():
-            self.runtime.report(section, value)
-
     # -- helpers --------------------------------------------------------------------------
-
-    def _identity(self) -> Identity:
-        ids = self.runtime.settings.identity
-        return Identity(self.runtime.link.identity.device_id, ids.train_id, ids.camera_id)
 
     def _new_event_id(self, t: float) -> str:
         stamp = self.wall.utc(t).strftime("%Y%m%dT%H%M%SZ")
         return f"{stamp}-{self.runtime.settings.identity.camera_id}-{uuid.uuid4().hex[:6]}"
 
-    def _thresholds(self, settings: CameraSettings) -> dict[str, Any]:
+    def _thresholds(self, settings: CameraSettings) -> dict[str, object]:
+        """The trigger settings in force, for the sidecar: how this clip came to be."""
         return {**settings.trigger.model_dump(mode="json"),
                 "pre_roll_s": settings.recording.pre_roll_s,
                 "post_roll_s": settings.recording.post_roll_s,
                 "max_clip_s": settings.recording.max_clip_s}
-
-    def _notify(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
-        ids = self.runtime.settings.identity
-        self.runtime.send_body(output, msg_type, {"trainId": ids.train_id,
-                                             "cameraId": ids.camera_id, **body})
-
-    def _send(self, msg_type: str, body: dict[str, Any]) -> None:
-        self._notify("events", msg_type, body)
-
-
-def _clip_model(model: ModelInfo | None) -> ClipModel | None:
-    return None if model is None else ClipModel(name=model.name, version=model.version)
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat(timespec="milliseconds")

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any
 
 import av
 
@@ -55,9 +54,9 @@ class SourceStats:
     packets: int = 0
     frames: int = 0
     last_error: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, str | int | float] = field(default_factory=dict)
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> dict[str, str | int | float | None]:
         return {"status": self.status, "connects": self.connects, "reconnects": self.reconnects,
                 "stalls": self.stalls, "failures": self.failures, "packets": self.packets,
                 "frames": self.frames, "lastError": self.last_error, **self.info}

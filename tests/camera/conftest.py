@@ -17,14 +17,15 @@ import pytest
 import yaml
 
 from camera_module.service import CameraService
-from config.registry import module_spec
+from config.camera import CameraSettings
+from config.registry import CAMERA
 from edge_link.runtime import ModuleRuntime, RuntimeOptions
 from tests.camera.fakes import FakeDetector
 
 
 @dataclass
 class Camera:
-    runtime: ModuleRuntime
+    runtime: ModuleRuntime[CameraSettings]
     service: CameraService
     config: Path
     data_dir: Path
@@ -82,14 +83,15 @@ def camera(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Camera]]:
         config = tmp_path / "camera.yaml"
         config.write_text(yaml.safe_dump(doc))
         data_dir = tmp_path / "data"
-        runtime = ModuleRuntime(module_spec("camera"),
-                                RuntimeOptions(config_file=config, data_dir=data_dir,
-                                               twin_wait_s=5), environ={})
+        runtime = ModuleRuntime(CAMERA, RuntimeOptions(config_file=config, data_dir=data_dir,
+                                                       twin_wait_s=5), environ={})
         runtime.start()
         service = CameraService(runtime)
+        runtime.attach(service)
         cam = Camera(runtime, service, config, data_dir, Path(doc["recording"]["outbox_dir"]))
         started.append(cam)
         service.start()
+        runtime.reporter.start()
         return cam
 
     try:

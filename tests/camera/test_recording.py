@@ -17,12 +17,15 @@ import camera_module.recorder as recorder_module
 from camera_module.clipwriter import write_video
 from camera_module.detector import scaled_size
 from camera_module.packets import EncodedPacket, PacketRing, StreamInfo
-from camera_module.recorder import Identity, Observation, Recorder
+from camera_module.recorder import Recorder
+from camera_module.recording import Observation
 from camera_module.sampling import LatestSlot, Sampler, WallClock
 from camera_module.source import StreamSource
 from camera_module.trigger import Detection
-from config.camera import StreamSettings
+from config.camera import IdentitySettings, StreamSettings
 from contracts.clip import ClipSidecar
+from contracts.messages import CameraMessage
+from edge_link.base import Identity
 from tests.camera.clips import read_clip
 from tests.support.polling import wait_until
 from tests.support.rtsp import write_marker_video
@@ -114,8 +117,8 @@ class Sent:
     def __init__(self) -> None:
         self.messages: list[tuple[str, str, dict[str, Any]]] = []
 
-    def __call__(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
-        self.messages.append((output, msg_type, body))
+    def __call__(self, message: CameraMessage) -> None:
+        self.messages.append((message.OUTPUT, message.TYPE, message.body()))
 
 
 def make_recorder(tmp_path: Path, packets: list[EncodedPacket]) -> tuple[Recorder, Sent]:
@@ -124,7 +127,9 @@ def make_recorder(tmp_path: Path, packets: list[EncodedPacket]) -> tuple[Recorde
         ring.append(packet)
     sent = Sent()
     recorder = Recorder(ring, tmp_path / "outbox", WallClock(0.0),
-                        lambda: Identity("dev-1", "train-1", "cam-1"), sent, max_failed=1)
+                        Identity("dev-1", "camera_module"),
+                        lambda: IdentitySettings(train_id="train-1", camera_id="cam-1"), sent,
+                        max_failed=1)
     (tmp_path / "outbox").mkdir()
     return recorder, sent
 
@@ -140,11 +145,13 @@ def test_full_disk_is_reported_and_the_clip_kept_for_a_retry(
 
     monkeypatch.setattr(recorder_module, "publish", full)
     tag = Detection("graffiti", 0, 0.9, (0.6, 0.3, 0.8, 0.6))
-    first = recorder.snapshot("ev-1", 101.0, 104.0, {}, [Observation(102.5, [tag], 0.9)], None)
+    recorder.observe(Observation(102.5, [tag], 0.9), None)
+    first = recorder.snapshot("ev-1", 101.0, 104.0, {}, None)
     assert recorder.write(first) is None
-    assert sent.messages[-1][:2] == ("alerts", "disk_full")
+    assert sent.messages[-1][:2] == ("alerts", "clip.write_failed")
+    assert sent.messages[-1][2]["diskFull"] is True
     assert recorder.pending() == 1 and not list((tmp_path / "outbox").iterdir())
-    second = recorder.snapshot("ev-2", 101.0, 104.0, {}, [], None)
+    second = recorder.snapshot("ev-2", 101.0, 104.0, {}, None)
     assert recorder.write(second) is None
     assert sent.messages[-1][2]["dropped"] == "ev-1"  # max_failed=1: the oldest gives way
     assert recorder.dropped == 1
@@ -154,15 +161,15 @@ def test_full_disk_is_reported_and_the_clip_kept_for_a_retry(
     assert files is not None and set(files) == {"ev-2.mp4", "ev-2.json"}
     sidecar = ClipSidecar.model_validate_json((tmp_path / "outbox" / "ev-2.json").read_text())
     assert sidecar.video.bytes == files["ev-2.mp4"] and not sidecar.thumbnail
-    assert sent.messages[-1][:2] == ("events", "clip_written")
+    assert sent.messages[-1][:2] == ("events", "clip.written")
 
 
 def test_sidecar_detections_are_clip_relative(h264_file: Path, tmp_path: Path) -> None:
     recorder, _ = make_recorder(tmp_path, demux(h264_file))
     tag = Detection("graffiti", 0, 0.8, (0.6, 0.3, 0.8, 0.6))
-    rec = recorder.snapshot("ev-3", 101.5, 104.0, {"min_score": 0.5},
-                            [Observation(102.2, [tag], 0.8), Observation(99.0, [tag], 0.8)],
-                            None)
+    recorder.observe(Observation(99.0, [tag], 0.8), None)
+    recorder.observe(Observation(102.2, [tag], 0.8), None)
+    rec = recorder.snapshot("ev-3", 101.5, 104.0, {"min_score": 0.5}, None)
     recorder.write(rec)
     doc = json.loads((tmp_path / "outbox" / "ev-3.json").read_text())
     assert doc["detections"] == [{"t_s": 1.2, "detections": [

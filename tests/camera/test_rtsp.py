@@ -64,11 +64,11 @@ def test_event_is_recorded_with_pre_and_post_roll_and_a_valid_sidecar(
     cam = camera(twin(rtsp.url, fake_detector.url, Path(rtsp.folder)))
     wait_for_clips(cam, 1, 20)
 
-    started, written = cam.of_type("event_started"), cam.of_type("clip_written")
-    assert wait_until(lambda: cam.of_type("event_ended"), 5)
+    started, written = cam.of_type("event.started"), cam.of_type("clip.written")
+    assert wait_until(lambda: cam.of_type("event.ended"), 5)
     assert len(started) == 1 and len(written) == 1
     event_id = started[0]["eventId"]
-    assert cam.of_type("event_ended")[0]["eventId"] == event_id
+    assert cam.of_type("event.ended")[0]["eventId"] == event_id
 
     clip = cam.outbox / f"{event_id}.mp4"
     facts = read_clip(clip)
@@ -120,7 +120,7 @@ def test_camera_killed_and_restarted_mid_run_the_module_reconnects_and_records(
     rtsp.stop()
     assert wait_until(lambda: cam.reported().get("stream", {}).get("camera", {})
                       .get("status") == "offline", 10)
-    assert not cam.of_type("event_started")
+    assert not cam.of_type("event.started")
     time.sleep(1.5)  # the module retries against a closed port meanwhile
     rtsp.start()
     wait_for_clips(cam, 1, 25)
@@ -153,7 +153,7 @@ def test_detector_stopped_the_module_keeps_streaming_and_recovers(
     wait_for_clips(cam, 2, 15)
     status = cam.service.status()
     assert status["detector"]["status"] == "up" and status["detector"]["failures"] >= 1
-    assert len(cam.of_type("event_started")) == 2
+    assert len(cam.of_type("event.started")) == 2
     second = sidecars(cam.outbox)[1]
     facts = read_clip(cam.outbox / f"{second.stem}.mp4")
     assert facts.marker_from_s is not None and facts.marker_from_s >= PRE_ROLL_S - 0.25
@@ -164,7 +164,7 @@ def test_event_ends_and_its_clip_is_written_while_the_detector_is_down(
         camera: StartCamera) -> None:
     rtsp = server(14, [(2.0, 4.0)])
     cam = camera(twin(rtsp.url, fake_detector.url, Path(rtsp.folder)))
-    assert wait_until(lambda: cam.of_type("event_started"), 10)
+    assert wait_until(lambda: cam.of_type("event.started"), 10)
     assert cam.service.status()["recording"]["activeEvent"]
     fake_detector.stop()  # during the event: nothing can confirm or end it through a sample
     assert wait_until(lambda: cam.service.status()["detector"]["status"] == "down", 5)
@@ -184,7 +184,7 @@ def test_threshold_change_through_the_yaml_twin_applies_without_restart(
     doc = twin(rtsp.url, fake_detector.url, Path(rtsp.folder), trigger={"min_score": 0.8})
     cam = camera(doc)
     assert wait_until(lambda: fake_detector.requests >= 30, 12)  # the first tag was seen ...
-    assert not cam.of_type("event_started")  # ... and ignored at 0.7 < 0.8
+    assert not cam.of_type("event.started")  # ... and ignored at 0.7 < 0.8
     sources = list(cam.service.sources)
     doc["trigger"]["min_score"] = 0.6
     cam.edit(doc)
@@ -208,8 +208,8 @@ def test_zones_exclude_a_tag_outside_them(
     cam = camera(twin(rtsp.url, fake_detector.url, Path(rtsp.folder),
                       trigger={"include_zones": [left_half]}))
     wait_for_clips(cam, 1, 20)
-    assert wait_until(lambda: cam.of_type("event_ended"), 5)
-    assert len(cam.of_type("event_started")) == 1
+    assert wait_until(lambda: cam.of_type("event.ended"), 5)
+    assert len(cam.of_type("event.started")) == 1
     (sidecar,) = sidecars(cam.outbox)
     boxes = [d.box for f in sidecar.detections for d in f.detections]
     assert boxes and all(iou(box, LEFT_BOX) > 0.8 for box in boxes)
@@ -223,9 +223,9 @@ def test_a_long_event_is_split_into_parts_with_one_event_id(
     rtsp = server(16, [(2.0, 13.0)])
     cam = camera(twin(rtsp.url, fake_detector.url, Path(rtsp.folder),
                       recording={"max_clip_s": 5, "pre_roll_s": 1}))
-    assert wait_until(lambda: cam.of_type("event_ended"), 22), cam.service.status()
+    assert wait_until(lambda: cam.of_type("event.ended"), 22), cam.service.status()
     wait_for_clips(cam, 3, 5)
-    (ended,) = cam.of_type("event_ended")
+    (ended,) = cam.of_type("event.ended")
     parts = sidecars(cam.outbox)
     assert [p.part for p in parts] == list(range(1, ended["parts"] + 1))
     assert ended["parts"] == 3  # ~1 s pre-roll + 11 s + 1.5 s post-roll, 5 s at most each

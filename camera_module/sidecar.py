@@ -1,0 +1,56 @@
+"""The sidecar of a finished clip: what its recording knew, measured against the video made.
+
+The video, not the recording's plan, decides the clip's times: a pre-roll starts at a keyframe
+and a camera that went away ends a clip early. So the sidecar's times are the first and last
+frame written, and its detections are the observations between them, at seconds from the
+first frame (what a player's clock shows).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from camera_module.clipwriter import VideoResult, sha256_file
+from camera_module.recording import Recording
+from camera_module.sampling import WallClock
+from config.camera import IdentitySettings
+from contracts.clip import ClipSidecar, FrameDetections, ModelInfo, VideoFacts
+
+# A clip recorded before the detector ever answered (an on-demand clip with the detector down)
+# still needs a model in its sidecar; this one says so instead of guessing.
+UNKNOWN_MODEL = ModelInfo(name="unknown", version="unknown")
+
+
+def build_sidecar(rec: Recording, video: VideoResult, video_file: Path, *, thumbnail: bool,
+                  device_id: str, names: IdentitySettings, wall: WallClock) -> ClipSidecar:
+    """The sidecar of ``rec`` written as ``video`` to ``video_file`` (measured here, once the
+    file is complete, so size and digest are those of the bytes that will be uploaded)."""
+    frames = clip_detections(rec, video)
+    scores = [d.score for f in frames for d in f.detections]
+    return ClipSidecar(
+        event_id=rec.event_id, part=rec.part, device_id=device_id,
+        train_id=names.train_id, camera_id=names.camera_id,
+        start_utc=wall.utc(video.first_t), end_utc=wall.utc(video.last_t),
+        trigger_utc=wall.utc(rec.trigger_t),
+        video=video_facts(video, video_file),
+        thumbnail=thumbnail,
+        model=rec.model or UNKNOWN_MODEL,
+        thresholds=rec.thresholds, detections=frames,
+        max_score=max(scores, default=0.0),
+        labels=sorted({d.label for f in frames for d in f.detections}),
+        trigger=rec.kind, copied=video.copied,
+    )
+
+
+def video_facts(video: VideoResult, video_file: Path) -> VideoFacts:
+    return VideoFacts(codec=video.codec, width=video.width, height=video.height, fps=video.fps,
+                      duration_s=round(video.duration_s, 3), bytes=video_file.stat().st_size,
+                      sha256=sha256_file(video_file))
+
+
+def clip_detections(rec: Recording, video: VideoResult) -> list[FrameDetections]:
+    """The recording's non-empty observations inside the video, at clip-relative times."""
+    return [FrameDetections(t_s=round(obs.t - video.first_t, 3),
+                            detections=list(obs.detections))
+            for obs in rec.observations
+            if video.first_t <= obs.t <= video.last_t and obs.detections]
