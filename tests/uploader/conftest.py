@@ -1,4 +1,4 @@
-"""Fixtures for the uploader tests: Azurite, a stand-in for the module runtime, clip sets."""
+"""Fixtures for the uploader tests: a stand-in for the module runtime, outboxes, processes."""
 
 from __future__ import annotations
 
