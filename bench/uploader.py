@@ -38,17 +38,21 @@ import yaml
 from azure.storage.blob import BlobServiceClient
 
 from config.uploader import UploaderSettings
+from contracts.blob_layout import API_VERSION
+from contracts.messages import ClipUploaded, Message
 from infra.logs import setup_logging
-from tests.support.azurite import Azurite, ByteCounter, connection_string, start_azurite
-from tests.uploader.clips import at, video_bytes, write_clip
+from local_run.azurite import Azurite, connection_string, start_azurite
+from local_run.relay import ByteCounter
+from samples.clips import at, video_bytes, write_clip
+from uploader_module.outbox import MB
 from uploader_module.service import UploaderService
 
-MB = 1024 * 1024
 SCRIPT = Path(sys.executable).parent / "uploader-module"
 
 
 class BenchHost:
-    """Just enough of the module runtime: fixed settings, messages counted."""
+    """Just enough of the module runtime (``uploader_module.service.Host``): fixed settings,
+    uploaded clips counted."""
 
     def __init__(self, doc: dict[str, Any]) -> None:
         self.settings = UploaderSettings.model_validate(doc)
@@ -56,16 +60,13 @@ class BenchHost:
         self.done = threading.Event()
         self.expected = 0
 
-    def subscribe(self, listener: Any) -> None:
-        """Settings never change during the benchmark."""
-
-    def send(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
-        if output == "clips":
+    def send(self, message: Message) -> None:
+        if isinstance(message, ClipUploaded):
             self.clips += 1
             if self.clips >= self.expected:
                 self.done.set()
 
-    def report(self, section: str, value: Any) -> None:
+    def status_changed(self) -> None:
         """Reported properties are not measured."""
 
 
@@ -74,7 +75,7 @@ def bare_upload(azurite: Azurite, container: str, files: list[Path], workers: in
     """Seconds to upload ``files`` with the SDK alone; ``block_bytes`` forces staged blocks."""
     sizes = {"max_single_put_size": block_bytes, "max_block_size": block_bytes}
     client = BlobServiceClient.from_connection_string(
-        azurite.connection_string, api_version="2019-07-07",
+        azurite.connection_string, api_version=API_VERSION,
         **(sizes if block_bytes else {}))
     client.create_container(container)
 
@@ -105,7 +106,7 @@ def service_upload(azurite: Azurite, container: str, outbox: Path, clips: int) -
 
 def _uncommitted(azurite: Azurite, container: str) -> int:
     client = BlobServiceClient.from_connection_string(azurite.connection_string,
-                                                      api_version="2019-07-07")
+                                                      api_version=API_VERSION)
     cont = client.get_container_client(container)
     if not cont.exists():
         return 0

@@ -9,6 +9,7 @@ from pydantic import SecretStr
 
 from config.common import BackoffSettings, LoggingSettings
 from config.fields import Section, section, setting
+from contracts.blob_layout import API_VERSION, CONTAINER
 
 
 class UploadSettings(Section):
@@ -19,11 +20,11 @@ class UploadSettings(Section):
         "(UPLOADER_UPLOAD__CONNECTION_STRING) or the twin. Redacted wherever it is shown.",
     )
     container: str = setting(
-        "graffiti-clips", "Container the clips go to; created when missing.",
+        CONTAINER, "Container the clips go to; created when missing.",
         min_length=3, max_length=63, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
     )
     api_version: str = setting(
-        "2019-07-07", "Storage API version. Blob Storage on IoT Edge refuses newer ones.",
+        API_VERSION, "Storage API version. Blob Storage on IoT Edge refuses newer ones.",
         pattern=r"^\d{4}-\d{2}-\d{2}$",
     )
     block_size_mb: float = setting(4.0, "Block size for staged uploads of large clips.",

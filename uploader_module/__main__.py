@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from config.registry import UPLOADER
+from config.uploader import UploaderSettings
 from edge_link.runtime import ModuleRuntime, ModuleService, module_main
 from uploader_module.service import UploaderService
 
@@ -15,11 +15,9 @@ DESCRIPTION = (
 )
 
 
-def build(runtime: ModuleRuntime) -> list[ModuleService[Any]]:
+def build(runtime: ModuleRuntime[UploaderSettings]) -> list[ModuleService[UploaderSettings]]:
     """The module's own services, started once its settings are in force."""
-    service = UploaderService(runtime)
-    runtime.register_method("upload_status", service.method_status)
-    return [service]
+    return [UploaderService(runtime)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

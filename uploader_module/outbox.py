@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 QUARANTINE = "quarantine"
 UPLOADED = "uploaded"
+MB = 1024 * 1024  # bytes in the MB of the *_mb settings (quota, free space, block size)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,10 @@ and someone has to see why they did not upload."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from infra.durable import replace_durably, write_atomic
 from uploader_module.clipset import ClipFiles
 
 REASON_FILE = "reason.json"
@@ -22,9 +22,9 @@ def quarantine(files: ClipFiles, folder: Path, reason: str) -> Path:
     target.mkdir(parents=True)
     moved = []
     for path in files.present():
-        os.replace(path, target / path.name)
+        replace_durably(path, target / path.name)
         moved.append(path.name)
     note = {"stem": files.stem, "reason": reason, "files": moved,
             "at": datetime.now(UTC).isoformat(timespec="seconds")}
-    (target / REASON_FILE).write_text(json.dumps(note, indent=2) + "\n")
+    write_atomic(target / REASON_FILE, json.dumps(note, indent=2) + "\n")
     return target

@@ -1,10 +1,11 @@
 """The blob endpoint: one client per connection string, errors sorted by what to do next.
 
-Every SDK call goes through :meth:`BlobTarget._call`, which turns the SDK's exceptions into a
-:class:`StorageError` of one of three kinds: ``unreachable`` (wait with backoff, the whole
-endpoint), ``auth`` (credentials refused: wait long, say which account and container) and
-``rejected`` (this request was refused: retry this clip later). Messages never carry the
-connection string or a SAS; the SDK's own retries are off because ours resume instead.
+Every SDK call goes through :meth:`BlobTarget._call`, which turns the SDK's exceptions
+(sorted by :func:`infra.blob_client.classify`) into a :class:`StorageError` of one of three
+kinds: ``unreachable`` (wait with backoff, the whole endpoint), ``auth`` (credentials refused:
+wait long, say which account and container) and ``rejected`` (this request was refused: retry
+this clip later). Messages never carry the connection string or a SAS; the SDK's own retries
+are off because ours resume instead.
 """
 
 from __future__ import annotations
@@ -16,19 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobBlock, BlobClient, ContentSettings
 
 from config.uploader import UploadSettings
+from infra.blob_client import (
+    STORAGE_ERRORS,
+    ConnectionStringError,
+    StorageFailure,
+    classify,
+    describe,
+    service_client,
+)
 from infra.logs import redact
 from infra.throttle import Throttle
 from uploader_module.blocks import FilePlan, PlanBuilder, plan_file, read_blocks
+from uploader_module.outbox import MB
 
 T = TypeVar("T")
 ErrorKind = Literal["unreachable", "auth", "rejected", "config"]
@@ -63,29 +66,23 @@ class BlobTarget:
     """A container on one storage endpoint, as the upload settings describe it."""
 
     def __init__(self, upload: UploadSettings) -> None:
-        if upload.connection_string is None or not upload.connection_string.get_secret_value():
-            raise StorageError("config", "no storage connection string: set "
-                               "UPLOADER_UPLOAD__CONNECTION_STRING or upload.connection_string")
-        self.block_bytes = max(1, int(upload.block_size_mb * 1024 * 1024))
+        self.block_bytes = max(1, int(upload.block_size_mb * MB))
         self.validate_blocks = upload.validate_blocks
         try:
-            self.client = BlobServiceClient.from_connection_string(
-                upload.connection_string.get_secret_value(), api_version=upload.api_version,
-                retry_total=0, connection_timeout=upload.timeout_s, read_timeout=upload.timeout_s,
-                max_single_put_size=self.block_bytes, max_block_size=self.block_bytes)
-        except ValueError:
-            # The SDK's message may quote the string; ours never does.
-            raise StorageError("config", "upload.connection_string is not a valid storage "
-                               "connection string") from None
-        self.account = self.client.account_name or "?"
-        self.endpoint = f"{self.client.scheme}://{self.client.primary_hostname}"
+            self.client = service_client(
+                upload.connection_string, api_version=upload.api_version,
+                timeout_s=upload.timeout_s, max_single_put_size=self.block_bytes,
+                max_block_size=self.block_bytes)
+        except ConnectionStringError as exc:
+            raise StorageError("config", "no storage connection string: set "
+                               "UPLOADER_UPLOAD__CONNECTION_STRING or upload.connection_string"
+                               if exc.missing else "upload.connection_string is not a valid "
+                               "storage connection string") from None
         self.container = upload.container
+        self.endpoint = describe(self.client, upload.container)
         self._container = self.client.get_container_client(upload.container)
         self._ready = False
         self._lock = threading.Lock()
-
-    def describe(self) -> str:
-        return f"account {self.account!r}, container {self.container!r} at {self.endpoint}"
 
     def ensure_container(self) -> None:
         """Create the container unless this client has seen it (once per target)."""
@@ -210,26 +207,20 @@ class BlobTarget:
     def _call(self, fn: Callable[[], T]) -> T:
         try:
             return fn()
-        except (ServiceRequestError, ServiceResponseError) as exc:
-            raise StorageError("unreachable", f"blob endpoint {self.endpoint} unreachable: "
-                               f"{type(exc).__name__}: {_first_line(exc)}") from None
-        except (ResourceExistsError, ResourceNotFoundError, HttpResponseError) as exc:
-            raise self._classify(exc) from None
+        except STORAGE_ERRORS as exc:
+            raise self._error(classify(exc)) from None
 
-    def _classify(self, exc: HttpResponseError) -> StorageError:
-        status = exc.status_code or 0
-        code = str(exc.error_code.value if hasattr(exc.error_code, "value")
-                   else exc.error_code or "") or None
-        if code == "ContainerNotFound":
+    def _error(self, failure: StorageFailure) -> StorageError:
+        if failure.code == "ContainerNotFound":
             self._ready = False  # deleted behind our back: create it again next time
-        if status in (401, 403):
-            return StorageError("auth", f"storage refused the credentials for {self.describe()} "
-                                f"({code or 'HTTP ' + str(status)}, HTTP {status}); check "
-                                "upload.connection_string", code)
-        kind: ErrorKind = "unreachable" if status >= 500 or status in (408, 429) else "rejected"
+        if failure.status is None:
+            return StorageError("unreachable", f"{self.endpoint} unreachable: "
+                                f"{failure.error}: {failure.detail}")
+        status, code = failure.status, failure.code
+        if failure.kind == "auth":
+            return StorageError("auth", f"storage refused the credentials "
+                                f"({code or 'HTTP ' + str(status)}, HTTP {status}) of "
+                                f"{self.endpoint}; check upload.connection_string", code)
+        kind: ErrorKind = "unreachable" if failure.kind == "unreachable" else "rejected"
         return StorageError(kind, f"storage answered HTTP {status} {code or ''} for "
-                            f"{self.describe()}: {_first_line(exc)}", code)
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [""])[0][:300]
+                            f"{self.endpoint}: {failure.detail}", code)

@@ -19,11 +19,11 @@ from typing import Any
 
 from aiohttp import web
 
+from contracts.blob_layout import CONTENT_TYPES, BadClipId, ClipId, parse
 from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX
 from infra.logs import event
 from viewer import auth, export, reviews
 from viewer.catalog import Catalog, Filters
-from viewer.clipid import BadClipId, ClipId, parse
 from viewer.ranges import Unsatisfiable, parse_range
 from viewer.settings import ViewerSettings
 from viewer.store import AzureStore, Store, StoreError, Unavailable
@@ -145,14 +145,16 @@ async def _send_blob(request: web.Request, name: str, content_type: str) -> web.
     return response
 
 
+async def _send_part(request: web.Request, suffix: str) -> web.StreamResponse:
+    return await _send_blob(request, _clip(request).blob(suffix), CONTENT_TYPES[suffix])
+
+
 async def video(request: web.Request) -> web.StreamResponse:
-    clip = _clip(request)
-    return await _send_blob(request, clip.blob(VIDEO_SUFFIX), "video/mp4")
+    return await _send_part(request, VIDEO_SUFFIX)
 
 
 async def thumbnail(request: web.Request) -> web.StreamResponse:
-    clip = _clip(request)
-    return await _send_blob(request, clip.blob(THUMBNAIL_SUFFIX), "image/jpeg")
+    return await _send_part(request, THUMBNAIL_SUFFIX)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

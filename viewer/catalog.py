@@ -22,15 +22,22 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from contracts.blob_layout import (
+    REVIEW_SUFFIX,
+    BadClipId,
+    ClipId,
+    Meta,
+    check_segment,
+    parse,
+    split_blob,
+    split_labels,
+)
 from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX
-from viewer.clipid import REVIEW_SUFFIX, BadClipId, ClipId, check_segment, parse, split_blob
 from viewer.store import Entry, Missing, Store
 
 REVIEW_STATES = ("confirmed", "false_positive", "cleaned")
 UNREVIEWED = "unreviewed"
 STATE_FILTERS = (UNREVIEWED, "reviewed", *REVIEW_STATES)
-REVIEW_STATE_KEY = "review_state"
-REVIEW_ETAG = "review_etag"
 _DAY = re.compile(r"^\d{4}/\d{2}/\d{2}$")
 
 
@@ -142,11 +149,11 @@ def _float(value: str | None, default: float = 0.0) -> float:
 
 def _duration(meta: Mapping[str, str]) -> float | None:
     """From metadata when the uploader put it there (``duration_s``, or start/end)."""
-    if meta.get("duration_s"):
-        return _float(meta["duration_s"])
+    if meta.get(Meta.DURATION_S):
+        return _float(meta[Meta.DURATION_S])
     try:
-        start = datetime.fromisoformat(meta["start_utc"])
-        end = datetime.fromisoformat(meta["end_utc"])
+        start = datetime.fromisoformat(meta[Meta.START_UTC])
+        end = datetime.fromisoformat(meta[Meta.END_UTC])
     except (KeyError, ValueError):
         return None
     return round((end - start).total_seconds(), 3)
@@ -168,18 +175,18 @@ def assemble(entries: list[Entry]) -> list[ClipSummary]:
         review = blobs.get(REVIEW_SUFFIX)
         state = UNREVIEWED
         if review is not None:
-            state = review.metadata.get(REVIEW_STATE_KEY, "")
+            state = review.metadata.get(Meta.REVIEW_STATE, "")
             state = state if state in REVIEW_STATES else UNREVIEWED
-        labels = [x for x in meta.get("labels", "").split(",") if x]
         try:
-            part = int(meta.get("part", "1"))
+            part = int(meta.get(Meta.PART, "1"))
         except ValueError:
             part = 1
         clips.append(ClipSummary(
-            id=clip, start_utc=meta.get("start_utc", ""),
-            max_score=_float(meta.get("max_score")), labels=labels,
-            event_id=meta.get("event_id", clip.stem), part=part,
-            model_version=meta.get("model_version", ""), duration_s=_duration(meta),
+            id=clip, start_utc=meta.get(Meta.START_UTC, ""),
+            max_score=_float(meta.get(Meta.MAX_SCORE)),
+            labels=split_labels(meta.get(Meta.LABELS, "")),
+            event_id=meta.get(Meta.EVENT_ID, clip.stem), part=part,
+            model_version=meta.get(Meta.MODEL_VERSION, ""), duration_s=_duration(meta),
             review_state=state, review_etag=review.etag if review else None,
             thumbnail=THUMBNAIL_SUFFIX in blobs, video_bytes=video.size,
         ))

@@ -14,20 +14,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from contracts.blob_layout import API_VERSION, CONTAINER
 from infra.logs import event, setup_logging
 from viewer.settings import ViewerSettings, connection_string_from_env, read_token
 
 log = logging.getLogger("viewer")
 
 
-def _storage_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
-    def default(value: Any) -> Any:
-        return argparse.SUPPRESS if suppress else value
+def _defaults(suppress: bool) -> Callable[[object], object]:
+    """Option defaults; suppressed on a sub-command, so that an option given before the
+    sub-command name is not reset by the sub-command's own default."""
+    return lambda value: argparse.SUPPRESS if suppress else value
 
-    parser.add_argument("--container", default=default("graffiti-clips"),
-                        help="Blob container of the clips (default graffiti-clips).")
-    parser.add_argument("--api-version", default=default("2019-07-07"),
-                        help="Storage API version (default 2019-07-07, what Blob on Edge "
+
+def _storage_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    default = _defaults(suppress)
+    parser.add_argument("--container", default=default(CONTAINER),
+                        help=f"Blob container of the clips (default {CONTAINER}).")
+    parser.add_argument("--api-version", default=default(API_VERSION),
+                        help=f"Storage API version (default {API_VERSION}, what Blob on Edge "
                         "accepts).")
     parser.add_argument("--log-level", default=default("INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -39,9 +44,7 @@ def _storage_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
 
 
 def _serve_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
-    def default(value: Any) -> Any:
-        return argparse.SUPPRESS if suppress else value
-
+    default = _defaults(suppress)
     parser.add_argument("--host", default=default("127.0.0.1"),
                         help="Address to serve on (default 127.0.0.1; any other needs a token).")
     parser.add_argument("--port", type=int, default=default(8090),
@@ -177,7 +180,8 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def add_parser(groups: Any) -> argparse.ArgumentParser:
+def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]
+               ) -> argparse.ArgumentParser:
     """The ``viewer`` and ``clips`` sub-commands for ``graffiti-edge`` (``groups`` from
     add_subparsers)."""
     from viewer import terminal

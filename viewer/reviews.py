@@ -16,9 +16,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.blob_layout import (
+    CONTENT_TYPES,
+    REVIEW_SUFFIX,
+    BadClipId,
+    ClipId,
+    Meta,
+    encode_metadata,
+    parse,
+)
 from infra.logs import event
-from viewer.catalog import REVIEW_STATE_KEY, REVIEW_STATES, Catalog
-from viewer.clipid import REVIEW_SUFFIX, BadClipId, ClipId, parse
+from viewer.catalog import REVIEW_STATES, Catalog
 from viewer.store import Conflict, Missing, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -73,8 +81,9 @@ async def write(store: Store, clip: ClipId, state: str, note: str,
     try:
         new_etag = await store.write(
             clip.blob(REVIEW_SUFFIX), json.dumps(body, indent=2).encode(),
-            content_type="application/json",
-            metadata={REVIEW_STATE_KEY: state, "updated_utc": review.updated_utc},
+            content_type=CONTENT_TYPES[REVIEW_SUFFIX],
+            metadata=encode_metadata({Meta.REVIEW_STATE: state,
+                                      Meta.UPDATED_UTC: review.updated_utc}),
             etag=etag)
     except Conflict:
         event(log, logging.WARNING, "review.conflict", clip=str(clip), state=state)

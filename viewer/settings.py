@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from config.fields import Section, setting
+from contracts.blob_layout import API_VERSION, CONTAINER
 
 CONNECTION_ENV = "GRAFFITI_VIEWER_CONNECTION_STRING"
 # The uploader's variable, so a machine set up for the uploader needs nothing more.
@@ -30,11 +31,11 @@ class ViewerSettings(Section):
         f"from {CONNECTION_ENV}, else {FALLBACK_CONNECTION_ENV}. Never logged.",
     )
     container: str = setting(
-        "graffiti-clips", "Container the uploader writes to (its default).",
+        CONTAINER, "Container the uploader writes to (its default).",
         min_length=3, max_length=63, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
     )
     api_version: str = setting(
-        "2019-07-07", "Storage API version; Blob Storage on IoT Edge refuses newer ones, the "
+        API_VERSION, "Storage API version; Blob Storage on IoT Edge refuses newer ones, the "
         "cloud accepts it too.", pattern=r"^\d{4}-\d{2}-\d{2}$",
     )
     timeout_s: float = setting(10.0, "Timeout of one storage request; an endpoint that does "

@@ -1,9 +1,10 @@
 """The blob container behind the viewer, with storage errors turned into answers.
 
 One small async interface (:class:`Store`) over ``azure.storage.blob.aio`` so the catalog and
-reviews can be tested against an in-memory fake, and so every SDK exception is classified in
-one place: the endpoint is away (:class:`Unavailable`, a 503 naming the endpoint), credentials
-refused (:class:`Denied`), no such blob (:class:`Missing`), an ETag condition failed
+reviews can be tested against an in-memory fake. Every SDK exception is sorted by
+:func:`infra.blob_client.classify` (as the uploader's are) and answered as what it means here:
+the endpoint is away (:class:`Unavailable`, a 503 naming the endpoint), credentials refused
+(:class:`Denied`), no such blob (:class:`Missing`), an ETag condition failed
 (:class:`Conflict`). Messages name account, container and endpoint, never the key.
 """
 
@@ -12,20 +13,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
-from urllib.parse import unquote
 
 from azure.core import MatchConditions
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
 from azure.storage.blob import BlobProperties, ContentSettings
-from azure.storage.blob.aio import BlobServiceClient
 
+from contracts.blob_layout import decode_metadata
+from infra.blob_client import (
+    STORAGE_ERRORS,
+    ConnectionStringError,
+    StorageFailure,
+    async_service_client,
+    classify,
+    describe,
+)
 from infra.logs import redact
 from viewer.settings import ViewerSettings
 
@@ -106,49 +106,39 @@ class AzureStore:
     """A container on Blob Storage on IoT Edge, an Azure Storage account or Azurite."""
 
     def __init__(self, settings: ViewerSettings) -> None:
-        secret = settings.connection_string
-        if secret is None or not secret.get_secret_value():
-            raise StoreError("no storage connection string")
         try:
-            self._client = BlobServiceClient.from_connection_string(
-                secret.get_secret_value(), api_version=settings.api_version, retry_total=0,
-                connection_timeout=settings.timeout_s, read_timeout=settings.timeout_s)
-        except ValueError:
-            # The SDK's message may quote the string; ours never does.
-            raise StoreError("the storage connection string is not valid") from None
+            self._client = async_service_client(settings.connection_string,
+                                                api_version=settings.api_version,
+                                                timeout_s=settings.timeout_s)
+        except ConnectionStringError as exc:
+            raise StoreError(str(exc)) from None
         self.container = settings.container
-        self.endpoint = f"{self._client.scheme}://{self._client.primary_hostname}"
-        account = self._client.account_name or "?"
-        self.describe = (f"blob endpoint {self.endpoint} (account {account!r}, container "
-                         f"{self.container!r})")
+        self.describe = describe(self._client, self.container)
         self._container = self._client.get_container_client(self.container)
 
     async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
-        except ResourceModifiedError:
-            raise Conflict(f"{what}: changed by someone else") from None
-        except ResourceExistsError:
-            raise Conflict(f"{what}: already written by someone else") from None
-        except ResourceNotFoundError as exc:
-            raise Missing(f"{what}: not found ({exc.error_code or 'BlobNotFound'})") from None
-        except (ServiceRequestError, ServiceResponseError) as exc:
+        except STORAGE_ERRORS as exc:
+            raise self._error(what, classify(exc)) from None
+        except OSError as exc:  # the asyncio transport's own connection errors
             raise Unavailable(f"{self.describe} is not reachable ({type(exc).__name__})") \
                 from None
-        except HttpResponseError as exc:
-            status = exc.status_code or 0
-            if status == 412:
-                raise Conflict(f"{what}: changed by someone else") from None
-            if status in (401, 403):
-                raise Denied(f"{self.describe} refused the credentials ({status} "
-                             f"{exc.error_code or ''})".strip()) from None
-            if status >= 500 or status in (408, 429):
-                raise Unavailable(f"{self.describe} answered {status}; try again") from None
-            raise StoreError(f"{what}: storage answered {status} {exc.error_code or ''}") \
-                from None
-        except OSError as exc:
-            raise Unavailable(f"{self.describe} is not reachable ({type(exc).__name__})") \
-                from None
+
+    def _error(self, what: str, failure: StorageFailure) -> StoreError:
+        status, code = failure.status, failure.code or ""
+        if failure.kind == "conflict":
+            return Conflict(f"{what}: already written by someone else" if status == 409
+                            else f"{what}: changed by someone else")
+        if failure.kind == "not_found":
+            return Missing(f"{what}: not found ({code or 'BlobNotFound'})")
+        if failure.kind == "auth":
+            return Denied(f"{self.describe} refused the credentials ({status} {code})".strip())
+        if failure.kind == "unreachable":
+            return Unavailable(f"{self.describe} is not reachable ({failure.error})"
+                               if status is None else
+                               f"{self.describe} answered {status}; try again")
+        return StoreError(f"{what}: storage answered {status} {code}")
 
     async def folders(self, prefix: str) -> list[str]:
         async def run() -> list[str]:
@@ -162,8 +152,8 @@ class AzureStore:
 
     async def entries(self, prefix: str) -> list[Entry]:
         async def run() -> list[Entry]:
-            return [Entry(b.name, {k: unquote(v) for k, v in (b.metadata or {}).items()},
-                          str(b.etag or ""), int(b.size or 0))
+            return [Entry(b.name, decode_metadata(b.metadata or {}), str(b.etag or ""),
+                          int(b.size or 0))
                     async for b in self._container.list_blobs(name_starts_with=prefix or None,
                                                               include=["metadata"])]
         try:

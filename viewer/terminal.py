@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from contracts.blob_layout import BadClipId, parse
 from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX
 from viewer.catalog import Catalog, Filters
-from viewer.clipid import BadClipId, parse
 from viewer.settings import ViewerSettings
 from viewer.store import AzureStore, StoreError
 

@@ -1,4 +1,4 @@
-"""Fixtures for the uploader tests: Azurite, a stand-in for the module runtime, clip sets."""
+"""Fixtures for the uploader tests: a stand-in for the module runtime, outboxes, processes."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ import pytest
 import yaml
 
 from config.layers import merge
-from config.store import changed_paths
+from config.store import Listener, changed_paths
 from config.uploader import UploaderSettings
+from contracts.messages import Message
+from edge_link.status import StatusReporter
 from local_run.processes import stop_process
 from uploader_module.service import UploaderService
 
@@ -37,22 +39,26 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 class FakeHost:
-    """The parts of ``ModuleRuntime`` the service uses, with settings changed by the test."""
+    """The runtime as the service sees it (``uploader_module.service.Host``), with settings
+    changed by the test, messages kept, and the real status reporter writing into a dict."""
 
     def __init__(self, doc: dict[str, Any]) -> None:
         self.doc = doc
         self._settings = UploaderSettings.model_validate(doc)
-        self._listeners: list[Callable[[Any, Any, tuple[str, ...]], None]] = []
+        self._listeners: list[Listener[UploaderSettings]] = []
         self._lock = threading.Lock()
         self.sent: list[tuple[str, str, dict[str, Any]]] = []
         self.reported: dict[str, Any] = {}
+        self.reporter = StatusReporter(self._report)
 
     @property
     def settings(self) -> UploaderSettings:
         return self._settings
 
-    def subscribe(self, listener: Callable[[Any, Any, tuple[str, ...]], None]) -> None:
-        self._listeners.append(listener)
+    def attach(self, service: UploaderService) -> None:
+        """What ``ModuleRuntime.attach`` does with a service (its methods are not called)."""
+        self._listeners.append(service.on_settings)
+        self.reporter.add(service.status)
 
     def patch(self, patch: dict[str, Any]) -> None:
         """Apply a twin patch the way the settings store does."""
@@ -64,17 +70,25 @@ class FakeHost:
         for listener in self._listeners:
             listener(old, self._settings, changed)
 
-    def send(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
+    def send(self, message: Message) -> None:
         with self._lock:
-            self.sent.append((output, msg_type, body))
+            self.sent.append((message.OUTPUT.value, message.TYPE, message.body()))
 
-    def report(self, section: str, value: Any) -> None:
+    def status_changed(self) -> None:
+        self.reporter.poke()
+
+    def _report(self, patch: dict[str, Any]) -> None:
         with self._lock:
-            self.reported[section] = value
+            self.reported.update(patch)
 
     def messages(self, output: str) -> list[dict[str, Any]]:
         with self._lock:
             return [body for out, _, body in self.sent if out == output]
+
+    def typed(self, output: str) -> list[tuple[str, dict[str, Any]]]:
+        """(message type, body) of each message sent to ``output``, in order."""
+        with self._lock:
+            return [(kind, body) for out, kind, body in self.sent if out == output]
 
     def upload_status(self) -> dict[str, Any]:
         with self._lock:
@@ -102,21 +116,37 @@ def settings_doc(connection_string: str, container: str, folder: Path,
     return merge(doc, sections)
 
 
-@pytest.fixture
-def run_service() -> Iterator[Callable[[FakeHost], UploaderService]]:
-    """Start an in-process service on a host; every service started is stopped at the end."""
-    started: list[UploaderService] = []
+class Running:
+    """A service started on a fake host the way ``module_main`` starts it."""
 
-    def run(host: FakeHost) -> UploaderService:
-        service = UploaderService(host)
-        service.start()
-        started.append(service)
-        return service
+    def __init__(self, host: FakeHost) -> None:
+        self.host = host
+        self.service = UploaderService(host)
+        host.attach(self.service)
+        self.service.start()
+        host.reporter.start()
+        self.stopped = False
+
+    def stop(self) -> None:
+        """Service first, then the reporter, which reports once more at its stop."""
+        if not self.stopped:
+            self.stopped = True
+            self.service.stop()
+            self.host.reporter.stop()
+
+
+@pytest.fixture
+def run_service() -> Iterator[Callable[[FakeHost], Running]]:
+    """Start an in-process service on a host; every service started is stopped at the end."""
+    started: list[Running] = []
+
+    def run(host: FakeHost) -> Running:
+        started.append(Running(host))
+        return started[-1]
 
     yield run
-    for service in started:
-        if not service._stop.is_set():
-            service.stop()
+    for running in started:
+        running.stop()
 
 
 class UploaderProcess:

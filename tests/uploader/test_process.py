@@ -15,9 +15,11 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
+from contracts.blob_layout import API_VERSION
 from edge_link.local import invoke_local_method
-from tests.support.azurite import ACCOUNT, DEV_KEY, Azurite, ByteCounter, connection_string
-from tests.uploader.clips import video_bytes, write_clip
+from local_run.relay import ByteCounter
+from samples.clips import video_bytes, write_clip
+from tests.support.azurite import ACCOUNT, DEV_KEY, Azurite, connection_string
 from tests.uploader.conftest import UploaderProcess, wait_for
 
 pytestmark = pytest.mark.integration
@@ -43,7 +45,7 @@ def _twin(container: str, outbox: Path, **upload: Any) -> dict[str, Any]:
 
 def _uncommitted(azurite: Azurite, container: str, name: str) -> list[Any]:
     client = BlobServiceClient.from_connection_string(azurite.connection_string,
-                                                      api_version="2019-07-07")
+                                                      api_version=API_VERSION)
     try:
         return client.get_blob_client(container, name).get_block_list("uncommitted")[1]
     except ResourceNotFoundError:
@@ -82,7 +84,7 @@ def test_killed_during_a_block_upload_resumes_without_resending_staged_blocks(
 
     assert clips[0]["eventId"] == "ev-kill"
     stored = BlobServiceClient.from_connection_string(
-        azurite.connection_string, api_version="2019-07-07").get_blob_client(
+        azurite.connection_string, api_version=API_VERSION).get_blob_client(
         container, name).download_blob().readall()
     assert hashlib.sha256(stored).hexdigest() == sidecar.video.sha256
     resumed = re.search(r"upload\.resumed .*blocks_reused=(\d+) blocks_sent=(\d+)", second.log())

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from contracts.blob_layout import blob_metadata, blob_name
 from contracts.clip import ClipSidecar
 from infra.throttle import Throttle
-from tests.uploader.clips import video_bytes, write_clip
+from samples.clips import video_bytes, write_clip
 from uploader_module.blocks import plan_file
 from uploader_module.clipset import ClipFiles, CorruptClip, check_clip, check_video, read_sidecar
 from uploader_module.gate import AUTH_REFUSED, UNREACHABLE, EndpointGate
-from uploader_module.naming import blob_metadata, blob_name
 from uploader_module.outbox import Entry, Outbox, Scan
 from uploader_module.quarantine import REASON_FILE, quarantine
 from uploader_module.quota import choose_evictions

@@ -11,21 +11,21 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
+from contracts.blob_layout import API_VERSION
 from local_run.processes import free_port
+from samples.clips import at, video_bytes, write_clip
 from tests.support.azurite import Azurite, connection_string, start_azurite
-from tests.uploader.clips import at, video_bytes, write_clip
-from tests.uploader.conftest import FakeHost, settings_doc, wait_for
-from uploader_module.service import UploaderService
+from tests.uploader.conftest import FakeHost, Running, settings_doc, wait_for
 from uploader_module.storage import BlobTarget
 
 pytestmark = pytest.mark.integration
 
-RunService = Callable[[FakeHost], UploaderService]
+RunService = Callable[[FakeHost], Running]
 
 
 def _container(azurite: Azurite, name: str) -> ContainerClient:
     client = BlobServiceClient.from_connection_string(azurite.connection_string,
-                                                      api_version="2019-07-07")
+                                                      api_version=API_VERSION)
     return client.get_container_client(name)
 
 
@@ -144,9 +144,9 @@ def test_quota_evicts_the_oldest_pending_clip_and_alerts(
                        outbox={"quota_mb": 1.2})
     host = FakeHost(doc)
     run_service(host)
-    alerts = wait_for(lambda: host.messages("alerts"), 20, "an eviction alert")
-    assert alerts[0]["alert"] == "clip_evicted" and alerts[0]["eventId"] == "ev-300"
-    assert alerts[0]["policy"] == "oldest"
+    kind, alert = wait_for(lambda: host.typed("alerts"), 20, "an eviction alert")[0]
+    assert kind == "clip.evicted" and alert["eventId"] == "ev-300"
+    assert alert["policy"] == "oldest"
     assert not list(outbox.glob("ev-300.*"))
     assert len(list(outbox.glob("ev-30*.json"))) == 3
     wait_for(lambda: host.upload_status().get("evictedClips") == 1, 5, "eviction counted")
@@ -164,8 +164,8 @@ def test_corrupt_clips_are_quarantined_with_a_reason_and_an_alert(
     wait_for(lambda: len(host.messages("alerts")) >= 2, 20, "two quarantine alerts")
     wait_for(_uploaded(host, 1), 20, "the good clip")
     alerts = {a["stem"]: a for a in host.messages("alerts")}
-    assert alerts["ev-400"]["alert"] == "clip_quarantined" and "sha256" in alerts["ev-400"][
-        "reason"]
+    types = {a["stem"]: kind for kind, a in host.typed("alerts")}
+    assert types["ev-400"] == "clip.quarantined" and "sha256" in alerts["ev-400"]["reason"]
     assert "not JSON" in alerts["ev-401"]["reason"]
     for stem in ("ev-400", "ev-401"):
         folder = outbox / "quarantine" / stem
@@ -182,8 +182,8 @@ def test_incomplete_leftover_is_reported_and_not_uploaded(
     (outbox / "ev-500.mp4").write_bytes(b"half a clip")
     host = FakeHost(settings_doc(azurite.connection_string, container, outbox))
     run_service(host)
-    alert = wait_for(lambda: host.messages("alerts"), 10, "an incomplete-clip alert")[0]
-    assert alert["alert"] == "clip_incomplete" and alert["files"] == ["ev-500.mp4"]
+    kind, alert = wait_for(lambda: host.typed("alerts"), 10, "an incomplete-clip alert")[0]
+    assert kind == "clip.incomplete" and alert["files"] == ["ev-500.mp4"]
     assert (outbox / "ev-500.mp4").exists()
     assert wait_for(lambda: host.upload_status().get("incompleteClips") == 1, 5, "the count")
 
@@ -195,7 +195,7 @@ def test_low_disk_is_reported_and_uploading_goes_on(
     host = FakeHost(settings_doc(azurite.connection_string, container, outbox,
                                  outbox={"min_free_mb": 1e12}))  # more than any disk has
     run_service(host)
-    alert = wait_for(lambda: [a for a in host.messages("alerts") if a["alert"] == "disk_low"],
+    alert = wait_for(lambda: [a for kind, a in host.typed("alerts") if kind == "disk.low"],
                      10, "a low-disk alert")[0]
     assert alert["freeBytes"] > 0
     wait_for(_uploaded(host, 1), 20, "the upload despite the low disk")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.blob_layout import CONTAINER
 from tests.support.azurite import start_azurite
 from tests.viewer.server import ROOT, ViewerProcess
 
@@ -176,7 +177,7 @@ def test_storage_down_is_503_naming_the_endpoint(tmp_path: Path) -> None:
 
     azurite = start_azurite(tmp_path)
     service = BlobServiceClient.from_connection_string(azurite.connection_string)
-    container = service.create_container("graffiti-clips")
+    container = service.create_container(CONTAINER)
     for suffix in (".mp4", ".json"):
         container.upload_blob(f"t1/c1/2026/11/21/100000_e1{suffix}", b"{}",
                               metadata={"max_score": "0.9"})

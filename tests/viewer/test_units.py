@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from contracts.blob_layout import BadClipId, parse
 from viewer import reviews
 from viewer.catalog import Catalog, Filters, decode_cursor
-from viewer.clipid import BadClipId, parse
 from viewer.export import _box, parse_states, pick_frames
 from viewer.ranges import Unsatisfiable, parse_range
 from viewer.settings import ViewerSettings

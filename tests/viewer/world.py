@@ -14,14 +14,20 @@ import cv2
 import numpy as np
 from azure.storage.blob import BlobServiceClient, ContentSettings
 
+from contracts.blob_layout import (
+    API_VERSION,
+    CONTAINER,
+    CONTENT_TYPES,
+    ClipId,
+    blob_metadata,
+    blob_name,
+)
 from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
 from samples.world.encode import write_mp4
 from samples.world.video import generate
-from uploader_module.naming import CONTENT_TYPES, blob_metadata, blob_name, blob_prefix
 
 FPS, WIDTH, HEIGHT, SECONDS = 25, 640, 360, 4.0
 SAMPLE_EVERY = 5  # the camera scores every 5th frame: 5 samples a second
-CONTAINER = "graffiti-clips"
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ def upload(connection_string: str, clips: list[tuple[ClipSidecar, Rendered]],
            container: str = CONTAINER) -> list[str]:
     """Upload like the uploader (video, thumbnail, sidecar last); returns the clip ids."""
     service = BlobServiceClient.from_connection_string(connection_string,
-                                                       api_version="2019-07-07")
+                                                       api_version=API_VERSION)
     client = service.get_container_client(container)
     if not client.exists():
         client.create_container()
@@ -127,4 +133,4 @@ def upload(connection_string: str, clips: list[tuple[ClipSidecar, Rendered]],
     # Something that is not a clip at all.
     client.upload_blob("README.txt", b"not a clip", overwrite=True)
     service.close()
-    return [blob_prefix(car) for car, _ in clips]
+    return [str(ClipId.of(car)) for car, _ in clips]

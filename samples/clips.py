@@ -1,4 +1,8 @@
-"""Clip sets as the camera module writes them: video and thumbnail first, sidecar renamed last."""
+"""Clip sets as the camera module writes them: video and thumbnail first, sidecar renamed last.
+
+The uploader's tests and its benchmark fill outboxes with these; the uploader never decodes a
+video, so random bytes stand in for H.264 and a clip costs no encoding time.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from contracts.clip import ClipSidecar, clip_stem
+from infra.durable import write_atomic
 
 START = datetime(2026, 11, 21, 22, 15, 7, tzinfo=UTC)
 
@@ -42,10 +47,8 @@ def write_clip(outbox: Path, event_id: str, video: bytes, *, part: int = 1,
     if thumbnail:
         files.append(outbox / f"{stem}.jpg")
         files[-1].write_bytes(b"\xff\xd8\xff\xe0" + video_bytes(2000, seed=len(video)))
-    tmp = outbox / f".{stem}.json.tmp"
-    tmp.write_text(sidecar.model_dump_json(indent=2))
-    os.replace(tmp, outbox / f"{stem}.json")
     files.append(outbox / f"{stem}.json")
+    write_atomic(files[-1], sidecar.model_dump_json(indent=2))
     if mtime is not None:
         for path in files:
             os.utime(path, (mtime, mtime))
