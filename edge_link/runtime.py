@@ -166,17 +166,6 @@ class ModuleRuntime(Generic[S]):
                                              "module_id": self.link.identity.module_id})
         self.link.send(output, message.TYPE, redact_value(stamped.body()))
 
-    def send_body(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
-        """TEMPORARY (layout refactor in progress): untyped send, until every sender builds a
-        :mod:`contracts.messages` model."""
-        stamped = {"deviceId": self.link.identity.device_id,
-                   "moduleId": self.link.identity.module_id, **body}
-        self.link.send(output, msg_type, redact_value(stamped))
-
-    def report(self, section: str, value: Any) -> None:
-        """Merge one section of this module's reported properties."""
-        self._report({section: value})
-
     def run_until_signalled(self) -> int:
         """Block until SIGTERM or SIGINT (IoT Edge stops modules with SIGTERM): exit code 0;
         or until a worker keeps failing: exit code 1, so that IoT Edge restarts the module."""
@@ -286,8 +275,7 @@ def module_main(spec: ModuleSpec[S], description: str,
     started: list[ModuleService[S]] = []
     try:
         for service in build(runtime):
-            if isinstance(service, ModuleService):  # TEMPORARY: until every service is one
-                runtime.attach(service)
+            runtime.attach(service)
             service.start()
             started.append(service)
         runtime.reporter.start()
