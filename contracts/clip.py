@@ -20,7 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 
 from contracts.detection import Detection
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 VIDEO_SUFFIX = ".mp4"
 THUMBNAIL_SUFFIX = ".jpg"
 SIDECAR_SUFFIX = ".json"
@@ -59,10 +59,27 @@ class FrameDetections(_Part):
     detections: list[Detection] = Field(default_factory=list)
 
 
-class ClipSidecar(_Part):
-    """The sidecar ``<stem>.json``: everything known about one clip besides its pixels."""
+class StreamGap(_Part):
+    """Time the camera's stream was away inside a clip: the video jumps there."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    at_s: float = Field(ge=0, description="Clip time (seconds from its start) of the jump.")
+    missing_s: float = Field(ge=0, description="Wall-clock seconds with no video.")
+
+
+class Interruption(_Part):
+    """Why a recording ended without the camera finishing it (a crash, a power cut)."""
+
+    reason: str = Field(description="e.g. 'module restarted' (recovered at start-up).")
+    last_recorded_utc: AwareDatetime = Field(description="Time of the last frame on disk.")
+
+
+class ClipSidecar(_Part):
+    """The sidecar ``<stem>.json``: everything known about one clip besides its pixels.
+
+    Version 2 added ``interrupted``, ``interruption`` and ``gaps``; version 1 sidecars (which
+    have none of them) are still read."""
+
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     event_id: str = Field(pattern=EVENT_ID_PATTERN)
     part: int = Field(1, ge=1, description="1 for the first (or only) part of an event.")
     device_id: str
@@ -79,6 +96,11 @@ class ClipSidecar(_Part):
     detections: list[FrameDetections] = Field(default_factory=list)
     max_score: float = Field(ge=0, le=1)
     labels: list[str] = Field(default_factory=list)
+    interrupted: bool = Field(False, description="The recording was cut short (crash, power "
+                              "cut) and recovered; see interruption.")
+    interruption: Interruption | None = None
+    gaps: list[StreamGap] = Field(default_factory=list,
+                                  description="Stream outages inside the clip, in clip time.")
 
     @model_validator(mode="after")
     def _ordered(self) -> ClipSidecar:

@@ -52,6 +52,12 @@ class Message(BaseModel):
         """The JSON body as it goes on the wire."""
         return self.model_dump(mode="json", by_alias=True)
 
+    def message_id(self) -> str | None:
+        """A stable id for a message that states a fact about one thing (an event, a clip),
+        sent as the IoT Hub message id, so a consumer can drop a repeat after a crash and
+        retry; None for messages that are merely observations."""
+        return None
+
 
 class CameraMessage(Message):
     """A message about one camera's stream."""
@@ -75,6 +81,9 @@ class EventStarted(CameraMessage):
     max_score: float | None = Field(None, description="Best score of the confirming frame.")
     labels: list[str] = Field(default_factory=list, description="Labels in that frame.")
 
+    def message_id(self) -> str:
+        return f"{self.TYPE}/{self.event_id}"
+
 
 class EventEnded(CameraMessage):
     """An event ended (post-roll ran out, the module is stopping, or a part limit)."""
@@ -89,6 +98,9 @@ class EventEnded(CameraMessage):
     parts: int = Field(ge=1, description="How many clips (parts) the event has.")
     reason: str | None = Field(None, description="Why it ended, when not by post-roll "
                                "(e.g. stopping).")
+
+    def message_id(self) -> str:
+        return f"{self.TYPE}/{self.event_id}"
 
 
 class ClipWritten(CameraMessage):
@@ -109,6 +121,9 @@ class ClipWritten(CameraMessage):
 
 
 # -- camera: output "alerts" -------------------------------------------------------------------
+
+    def message_id(self) -> str:
+        return f"{self.TYPE}/{self.event_id}/{self.part}"
 
 
 class ClipFailed(CameraMessage):
@@ -172,6 +187,9 @@ class ClipUploaded(Message):
 
 
 # -- uploader: output "alerts" -----------------------------------------------------------------
+
+    def message_id(self) -> str:
+        return f"{self.TYPE}/{self.event_id}/{self.part}"
 
 
 class ClipQuarantined(Message):

@@ -7,10 +7,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.azurite import Azurite, start_azurite
 from tests.support.iothub import HubResponder
 from tests.support.mosquitto import Mosquitto, start_mosquitto
+
+# Fuzz suites (tests/fuzz/) and property tests: the default profile (100 examples, no deadline:
+# a loaded CI machine is slow, not wrong) is what CI runs; run
+# `pytest tests/fuzz --hypothesis-profile=thorough` for a longer search on a workstation.
+settings.register_profile("default", max_examples=100, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=2000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("default")
 
 
 @pytest.fixture(scope="session")

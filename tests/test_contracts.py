@@ -109,3 +109,12 @@ def test_detection_is_validated_where_it_is_made() -> None:
         Detection("graffiti", 0, 1.0134, (0, 0, 1, 1))
     with pytest.raises(ValidationError):
         Detection("graffiti", -1, 0.5, (0, 0, 1, 1))
+
+
+def test_facts_about_one_clip_or_event_have_a_stable_message_id() -> None:
+    uploaded = messages.ClipUploaded(**_example(messages.ClipUploaded))
+    again = read_message(uploaded.TYPE, uploaded.body())
+    assert uploaded.message_id() == again.message_id() == "clip.uploaded/event_id-1/1"
+    ended = messages.EventEnded(**_example(messages.EventEnded))
+    assert ended.message_id() == "event.ended/event_id-1"
+    assert messages.DiskLow(free_bytes=1, folder="/o").message_id() is None

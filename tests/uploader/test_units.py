@@ -107,7 +107,7 @@ def test_video_and_files_must_match_the_sidecar(tmp_path: Path) -> None:
 
 def test_sidecar_with_a_newer_schema_version_is_refused() -> None:
     with pytest.raises(ValueError, match="schema_version"):
-        ClipSidecar.model_validate({"schema_version": 2})
+        ClipSidecar.model_validate({"schema_version": 3})
 
 
 def test_scan_tells_complete_from_incomplete_and_ignores_temporary_files(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Fuzz suites: each class of outside input against the real entry point that takes it."""
