@@ -23,7 +23,7 @@ from local_run.narrator import Narrator
 from local_run.pipeline import Pipeline, PipelineSpec
 from local_run.rtsp_camera import RtspServer
 from local_run.sightings import events_from_messages, score, sightings
-from local_run.supervisor import ModuleProcess, Supervisor
+from local_run.supervisor import MODULE_ORDER, ModuleProcess, Supervisor
 
 # Kept between demo runs, as on a train; everything else under data/demo is per run.
 KEPT = ("outbox", "azurite")
@@ -236,7 +236,6 @@ def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path,
 def _twin_problems(config_dir: Path) -> list[str]:
     """Every error in the twin files the demo starts from, with file and line."""
     from config.check import check_file
-    from local_run.pipeline import MODULE_ORDER
 
     return [str(error) for name in MODULE_ORDER
             if (path := config_dir / f"{name}.yaml").exists()

@@ -28,10 +28,8 @@ from config.layers import merge
 from local_run.azurite import Azurite
 from local_run.processes import free_port, port_is_free
 from local_run.rtsp_camera import RtspServer
-from local_run.supervisor import ModuleProcess, Supervisor
+from local_run.supervisor import MODULE_ORDER, ModuleProcess, Supervisor
 
-# Started in this order: the detector takes longest to load, the camera needs both others.
-MODULE_ORDER = ("detector", "uploader", "camera")
 # Blob Storage on IoT Edge listens here on a train; Azurite takes the port when it is free.
 BLOB_ON_EDGE_PORT = 11002
 LOOPBACK = {"127.0.0.1", "localhost"}

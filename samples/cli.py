@@ -1,8 +1,8 @@
 """Command line for the sample world: images, videos, training, evaluation, AutoML export.
 
-``main(argv)`` is a plain argparse function so the umbrella ``graffiti-edge samples`` command
-can delegate to it unchanged. Heavy imports happen inside the sub-commands: ``--help`` stays
-instant and torch is only touched by ``train``.
+``main(argv)`` is a plain argparse function, so ``add_parser`` hands the umbrella
+``graffiti-edge samples`` command's arguments to it unparsed. Heavy imports happen inside the
+sub-commands: ``--help`` stays instant and torch is only touched by ``train``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import json
 import logging
 import sys
 from pathlib import Path
+
+from infra.logs import event, setup_logging
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_WORK_DIR = Path("build/samples-work")
@@ -50,7 +52,8 @@ def _generate_video(args: argparse.Namespace) -> int:
               bframes=0)
     truth_path = args.out.with_suffix(".json")
     truth_path.write_text(json.dumps(truth.to_json()) + "\n")
-    log.info("event=truth_written path=%s appearances=%d", truth_path, len(truth.appearances()))
+    event(log, logging.INFO, "samples.truth_written", path=truth_path,
+          appearances=len(truth.appearances()))
     sys.stdout.write(f"{args.out}\n")
     return 0
 
@@ -59,7 +62,7 @@ def _export_jsonl(args: argparse.Namespace) -> int:
     from samples.world.annotations import export_jsonl
 
     count = export_jsonl(args.annotations, args.out, args.url_prefix)
-    log.info("event=jsonl_written path=%s lines=%d", args.out, count)
+    event(log, logging.INFO, "samples.jsonl_written", path=args.out, lines=count)
     sys.stdout.write(f"{args.out}\n")
     return 0
 
@@ -168,7 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the sub-command; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    setup_logging("samples", level=args.log_level.upper())
     return int(args.func(args))
+
+
+def _delegate(args: argparse.Namespace) -> int:
+    return main(args.args)
+
+
+def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``samples`` command for ``graffiti-edge``: everything after it goes to :func:`main`
+    (``prefix_chars`` that no argument uses, so ``--help`` reaches main's parser too)."""
+    samples = groups.add_parser(
+        "samples", add_help=False, prefix_chars="\0",
+        help="The sample world: synthetic scenes, videos, the demonstration model "
+        "(`graffiti-edge samples --help`).",
+    )
+    samples.add_argument("args", nargs=argparse.REMAINDER)
+    samples.set_defaults(func=_delegate)
