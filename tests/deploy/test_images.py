@@ -20,7 +20,8 @@ from tests.deploy.conftest import MODULE_DIRS, ROOT, agent_modules
 
 PLATFORM_BASES = {"amd64": "python:3.11-slim", "arm64v8": "arm64v8/python:3.11-slim"}
 DOCKERFILES = [ROOT / m / f"Dockerfile.{p}" for m in MODULE_DIRS for p in PLATFORM_BASES]
-FIRST_PARTY = {"contracts", "infra", "config", "edge_link", "samples", *MODULE_DIRS}
+FIRST_PARTY = {"contracts", "infra", "config", "edge_link", "cli", "samples", "local_run",
+               "viewer", *MODULE_DIRS}
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
@@ -79,8 +80,12 @@ def test_dockerfile_conventions(dockerfile: Path) -> None:
     bases = [args.split()[0] for keyword, args in steps if keyword == "FROM"]
     base = PLATFORM_BASES[dockerfile.suffix.lstrip(".")]
     assert bases and all(b.startswith(base) for b in bases), bases
-    installs = [args for keyword, args in steps if keyword == "RUN" and "pip install" in args]
-    assert installs == ["/opt/venv/bin/pip install --no-cache-dir ."], "runtime deps only"
+    installs = [" ".join(args.split()) for keyword, args in steps
+                if keyword == "RUN" and "pip install" in args]
+    others = " ".join(f"/opt/venv/bin/{s}" for s, target in PROJECT["scripts"].items()
+                      if target.split(".")[0] in MODULE_DIRS and not target.startswith(module))
+    assert installs == [f'/opt/venv/bin/pip install --no-cache-dir ".[{name}]" && rm {others}'], (
+        "this module's runtime deps only, and no other module's console script")
     users = [args for keyword, args in steps if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in {"0", "root"}
     script = next(s for s, target in PROJECT["scripts"].items()
@@ -128,7 +133,7 @@ def test_images_copy_every_package_their_module_imports(module: str) -> None:
     for dockerfile in (ROOT / module).glob("Dockerfile.*"):
         copied = {args.split()[0].strip("/") for keyword, args in instructions(dockerfile)
                   if keyword == "COPY" and not args.startswith("--from")}
-        needed = {module}
+        needed = {module, "cli"}  # graffiti-edge is in every image
         while True:
             grown = needed | set().union(*(_first_party_imports(ROOT / p) for p in needed))
             if grown == needed:
@@ -158,7 +163,8 @@ def test_dockerignore_keeps_local_state_out_and_sources_in() -> None:
     sources = {source.rstrip("/") for d in DOCKERFILES for keyword, args in instructions(d)
                if keyword == "COPY" and not args.startswith("--from")
                for source in args.split()[:-1]}
-    assert {"pyproject.toml", "README.md", "contracts", "infra", "config", "edge_link"} <= sources
+    assert {"pyproject.toml", "README.md", "contracts", "infra", "config", "edge_link",
+            "cli"} <= sources
     for source in sources:
         assert not [p for p in patterns if fnmatch.fnmatch(source, p)], source
 
