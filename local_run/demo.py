@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from contracts.messages import ClipUploaded, ClipWritten, EventStarted
+from contracts.outputs import Output
 from local_run.demo_video import DEMO_VIDEO, ensure_demo_video, load_truth
 from local_run.narrator import Narrator
+from local_run.outputs import of_type
 from local_run.pipeline import Pipeline, PipelineSpec
 from local_run.rtsp_camera import RtspServer
 from local_run.sightings import events_from_messages, score, sightings
@@ -186,31 +189,35 @@ def _watch(pipeline: Pipeline, narrator: Narrator, until: float) -> None:
     narrator.poll()
 
 
+def _uploads(pipeline: Pipeline) -> list[ClipUploaded]:
+    return of_type(pipeline.sent("uploader", Output.CLIPS), ClipUploaded)
+
+
 def _download(pipeline: Pipeline, target: Path) -> list[Path]:
     """This run's clips from blob storage into ``target`` (what an operator would fetch)."""
     container = pipeline.container()
     saved = []
     target.mkdir(parents=True, exist_ok=True)
-    for message in pipeline.messages("uploader", "clips"):
-        for blob in message["body"]["blobs"]:
-            path = target / Path(blob["name"]).name
-            path.write_bytes(container.download_blob(blob["name"]).readall())
+    for message in _uploads(pipeline):
+        for blob in message.blobs:
+            path = target / Path(blob.name).name
+            path.write_bytes(container.download_blob(blob.name).readall())
             saved.append(path)
     return saved
 
 
 def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path,
              camera_off_s: float) -> None:
-    uploads = pipeline.messages("uploader", "clips")
-    events = [m for m in pipeline.messages("camera", "events") if m["type"] == "event_started"]
-    written = [m for m in pipeline.messages("camera", "events") if m["type"] == "clip_written"]
-    say(f"  events: {len(events)}   clips written: {len(written)}   clips uploaded: "
-        f"{len(uploads)}")
+    uploads = _uploads(pipeline)
+    camera = pipeline.sent("camera", Output.EVENTS)
+    say(f"  events: {len(of_type(camera, EventStarted))}   clips written: "
+        f"{len(of_type(camera, ClipWritten))}   clips uploaded: {len(uploads)}")
     if pipeline.camera is not None and pipeline.epoch is not None and options.video.exists():
         truth = load_truth(options.video)
         post_roll = float(pipeline.docs["camera"].get("recording", {}).get("post_roll_s", 5))
         pre_roll = float(pipeline.docs["camera"].get("recording", {}).get("pre_roll_s", 5))
-        found = events_from_messages(pipeline.messages("camera", "events"), uploads,
+        found = events_from_messages(pipeline.messages("camera", Output.EVENTS),
+                                     pipeline.messages("uploader", Output.CLIPS),
                                      pipeline.epoch)
         result = score(sightings(truth, post_roll), found, pre_roll_s=pre_roll,
                        post_roll_s=post_roll, tolerance_s=1.0, camera_off_s=camera_off_s)
@@ -221,8 +228,8 @@ def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path,
     say(f"  blobs in container {pipeline.container_name} (Azurite, data in "
         f"{pipeline.azurite.location}):")
     for message in uploads:
-        for blob in message["body"]["blobs"]:
-            say(f"    {blob['name']}  ({blob['bytes']:,} bytes)")
+        for blob in message.blobs:
+            say(f"    {blob.name}  ({blob.bytes:,} bytes)")
     if uploads:
         say(f"  copies of this run's clips: {clips_dir}/ (open the .mp4 in a browser)")
     # As the user can type it: `make demo` runs .venv/bin/graffiti-edge, not on their PATH.
