@@ -249,6 +249,32 @@ def _twin_problems(config_dir: Path) -> list[str]:
             for error in check_file(path, name)]
 
 
+def _prepare_video(video: Path) -> float:
+    """Step 1: the video, rendered on first use; returns the length of one pass."""
+    say(f"[1/{STEPS}] the demo video: {video}")
+    if not video.exists():
+        say("      first run: rendering it from the sample world's seed (takes a minute or two)")
+    ensure_demo_video(video, _video_progress)
+    truth = load_truth(video)
+    pass_s = float(truth["frame_count"] / truth["fps"])
+    say(f"      {pass_s:.0f} s, {truth['width']}x{truth['height']} at {truth['fps']} fps, "
+        f"{len(truth['appearances'])} graffiti appearances")
+    return pass_s
+
+
+def _settle(pipeline: Pipeline, narrator: Narrator) -> None:
+    """Step 5: until the last clip is in blob storage, still saying what happens."""
+    say(f"[5/{STEPS}] waiting for the last event to end and its clip to reach blob storage")
+
+    def settled() -> bool:
+        narrator.poll()
+        return pipeline.settled()
+
+    if _wait(settled, SETTLE_S) is None:
+        say(f"      not everything within {SETTLE_S:.0f} s; what is left stays in "
+            f"{pipeline.outbox} and is uploaded on the next run")
+
+
 def run_demo(options: DemoOptions) -> int:
     """The sample video through the whole product, one pass, then a summary."""
     _stop_on_signals()
@@ -260,15 +286,7 @@ def run_demo(options: DemoOptions) -> int:
         return 2
     root = options.data_root / "demo"
     _fresh_root(root)
-    say(f"[1/{STEPS}] the demo video: {options.video}")
-    if not options.video.exists():
-        say("      first run: rendering it from the sample world's seed (takes a minute or two)")
-    ensure_demo_video(options.video, _video_progress)
-    truth = load_truth(options.video)
-    pass_s = truth["frame_count"] / truth["fps"]
-    say(f"      {pass_s:.0f} s, {truth['width']}x{truth['height']} at {truth['fps']} fps, "
-        f"{len(truth['appearances'])} graffiti appearances")
-
+    pass_s = _prepare_video(options.video)
     pipeline = Pipeline(PipelineSpec(root=root, config_dir=options.config_dir,
                                      video=options.video, start_delay_s=WARM_UP_S,
                                      overrides=options.overrides))
@@ -290,14 +308,7 @@ def run_demo(options: DemoOptions) -> int:
         if pipeline.camera is not None:
             pipeline.camera.stop()  # the end of the pass: the loop would start it again
             narrator.line("demo", "end of the pass: the simulated camera is switched off")
-        say(f"[5/{STEPS}] waiting for the last event to end and its clip to reach blob storage")
-        def settled() -> bool:
-            narrator.poll()
-            return pipeline.settled()
-
-        if _wait(settled, SETTLE_S) is None:
-            say(f"      not everything within {SETTLE_S:.0f} s; what is left stays in "
-                f"{pipeline.outbox} and is uploaded on the next run")
+        _settle(pipeline, narrator)
         clips_dir = root / "clips"
         _download(pipeline, clips_dir)
         say("summary:")

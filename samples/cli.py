@@ -93,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_render_commands(sub)
+    _add_model_commands(sub)
+    return parser
 
+
+def _add_render_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """generate-images and generate-video: the synthetic world on disk."""
     images = sub.add_parser("generate-images", help="render still images + annotations.json")
     images.add_argument("--out", type=Path, required=True, help="output directory")
     images.add_argument("--count", type=int, default=100, help="number of images (100)")
@@ -129,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--preset", default="veryfast", help="libx264 preset (veryfast)")
     video.set_defaults(func=_generate_video)
 
+
+def _add_model_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """export-jsonl, train and evaluate: the demonstration model and its data."""
     export = sub.add_parser("export-jsonl", help="annotations.json -> Azure ML AutoML JSONL")
     export.add_argument("--annotations", type=Path, required=True)
     export.add_argument("--out", type=Path, required=True, help="output .jsonl file")
@@ -165,7 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("OpenVINOExecutionProvider", "CPUExecutionProvider"),
     )
     evaluate.set_defaults(func=_evaluate)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
