@@ -15,15 +15,13 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import MODULE_DIRS, ROOT
-from tests.deploy.test_images import PROJECT, instructions
+from tests.deploy.conftest import MODULE_DIRS, PROJECT, ROOT, dockerignore, instructions
 
 BUILD_TIMEOUT_S = 300
 SCRIPTS = {target.split(".")[0]: script for script, target in PROJECT["scripts"].items()}
@@ -36,7 +34,6 @@ class Built:
     root: Path
     ok: bool
     log: str
-    seconds: float
 
     @property
     def bin(self) -> Path:
@@ -48,12 +45,6 @@ def build_stage(dockerfile: Path) -> list[tuple[str, str]]:
     steps = instructions(dockerfile)
     starts = [i for i, (keyword, _) in enumerate(steps) if keyword == "FROM"]
     return steps[starts[0] + 1:starts[1]]
-
-
-def _dockerignore() -> list[str]:
-    return [line.strip().rstrip("/") for line in
-            (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.startswith("#")]
 
 
 def _ignored(relative: str, patterns: list[str]) -> bool:
@@ -84,8 +75,7 @@ def _rooted(text: str, root: Path) -> str:
 
 def build(dockerfile: Path, root: Path) -> Built:
     """Replay the build stage of ``dockerfile`` in ``root``; stops at the first failing RUN."""
-    started = time.monotonic()
-    patterns = _dockerignore()
+    patterns = dockerignore()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     workdir = root
@@ -106,8 +96,8 @@ def build(dockerfile: Path, root: Path) -> Built:
                                     capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
             log.append(f"$ {args}\n{result.stdout[-2000:]}{result.stderr[-4000:]}")
             if result.returncode != 0:
-                return Built(root, False, "\n".join(log), time.monotonic() - started)
-    return Built(root, True, "\n".join(log), time.monotonic() - started)
+                return Built(root, False, "\n".join(log))
+    return Built(root, True, "\n".join(log))
 
 
 @pytest.fixture(scope="session")

@@ -9,20 +9,25 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from config.registry import MODULES
-from tests.deploy.conftest import MODULE_DIRS, ROOT, agent_modules
+from tests.deploy.conftest import (
+    MODULE_DIRS,
+    PROJECT,
+    ROOT,
+    agent_modules,
+    dockerignore,
+    instructions,
+)
 
 PLATFORM_BASES = {"amd64": "python:3.11-slim", "arm64v8": "arm64v8/python:3.11-slim"}
 DOCKERFILES = [ROOT / m / f"Dockerfile.{p}" for m in MODULE_DIRS for p in PLATFORM_BASES]
 FIRST_PARTY = {"contracts", "infra", "config", "edge_link", "cli", "samples", "local_run",
                "viewer", *MODULE_DIRS}
-PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
 def hadolint() -> str:
@@ -38,18 +43,6 @@ def lint(*files: Path) -> subprocess.CompletedProcess[str]:
     # --failure-threshold style: anything hadolint reports, down to style, fails the test.
     return subprocess.run([hadolint(), "--no-color", "--failure-threshold", "style",
                            *map(str, files)], capture_output=True, text=True, timeout=60)
-
-
-def instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text(encoding="utf-8"))
-    pairs = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            pairs.append((keyword.upper(), rest.strip()))
-    return pairs
 
 
 def test_hadolint_passes_for_every_dockerfile() -> None:
@@ -155,9 +148,7 @@ def test_module_json(module: str) -> None:
 
 
 def test_dockerignore_keeps_local_state_out_and_sources_in() -> None:
-    patterns = [line.strip().rstrip("/") for line in
-                (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = dockerignore()
     for required in (".venv", "node_modules", "data", "tests", ".git", ".env", "build"):
         assert required in patterns, required
     sources = {source.rstrip("/") for d in DOCKERFILES for keyword, args in instructions(d)
