@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from contracts.messages import ClipUploaded, ClipWritten, EventStarted
@@ -60,7 +61,7 @@ def _wait(predicate: Callable[[], bool], timeout_s: float) -> float | None:
 def _stop_on_signals() -> None:
     """SIGTERM and SIGINT both stop the command cleanly, even when it was started with SIGINT
     ignored (as background jobs of a shell are)."""
-    def _raise(*_: Any) -> None:
+    def _raise(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _raise)
