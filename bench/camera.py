@@ -12,7 +12,7 @@ camera is compared with.
 
     python bench/camera.py [--minutes 10]
 
-Targets (issue 6): camera CPU <= 1.3x the bare decode, peak RSS <= 300 MB, capture-to-
+Targets: camera CPU <= 1.3x the bare decode, peak RSS <= 300 MB, capture-to-
 decision p95 <= 500 ms, no queue growth (ring buffer, detect slot, clip writer).
 """
 

@@ -9,18 +9,19 @@ video are measured:
 
 - Latency per sighting (ground truth from the video's JSON, merged into sightings with the
   camera twin's post-roll as in :mod:`local_run.sightings`): from the first frame on which
-  the graffiti is visible to the uploader's ``clip_uploaded`` message (sent once the last
+  the graffiti is visible to the uploader's ``clip.uploaded`` message (sent once the last
   part's blobs are committed). Most of it is by design: an event cannot end before the
   graffiti has gone plus the post-roll, ``(last - first) + post_roll``. The remainder is what
-  the product adds: ``end lag`` (``event_ended`` sent, against ``last + post_roll``: stream
+  the product adds: ``end lag`` (``event.ended`` sent, against ``last + post_roll``: stream
   latency, detection and the trigger; negative when the last confirming sample came before
-  the last visible frame), ``write`` (``event_ended`` -> ``clip_written``) and ``upload``
-  (``clip_written`` -> ``clip_uploaded``). ``confirm`` (first visible -> ``event_started``
+  the last visible frame), ``write`` (``event.ended`` -> ``clip.written``) and ``upload``
+  (``clip.written`` -> ``clip.uploaded``). ``confirm`` (first visible -> ``event.started``
   sent) is shown apart: it is when an operator hears of the event, not when the clip is in
   storage. Every stage is timed by when its message was sent (the wall clock, like the
   epoch), not by the frame times in the message bodies: those are the camera's stream
   clock, which runs a little ahead of the wall clock (printed as a diagnostic).
-  p50/p95 interpolate linearly over all sightings of all passes (two per pass).
+  p50/p95 interpolate linearly over all sightings of all passes (two per pass), as
+  :func:`infra.stats.percentile` does for every percentile of the product.
 - CPU and peak RSS per process (with its children, if any): the three modules, the RTSP
   camera server and Azurite (node). CPU is utime+stime from ``/proc/<pid>/stat`` over the
   measured window (epoch -> end of the last pass) as % of one core; peak RSS is VmHWM read
@@ -39,7 +40,7 @@ there are any, so the benchmark is also a sanity check of the whole pipeline.
 
     .venv/bin/python bench/e2e.py [--passes 1] [--start-delay 15] [--json e2e.json]
 
-Target (issue): the pipeline keeps up in real time on a 2-core machine for one 1280x720
+Target: the pipeline keeps up in real time on a 2-core machine for one 1280x720
 25 fps camera.
 """
 
@@ -54,8 +55,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,17 @@ sys.path.insert(0, str(ROOT))
 
 from bench.report import out, table  # noqa: E402
 from config.camera import CameraSettings  # noqa: E402
+from contracts.messages import (  # noqa: E402
+    ClipUploaded,
+    ClipWritten,
+    EventEnded,
+    EventStarted,
+    Message,
+)
+from contracts.outputs import Output  # noqa: E402
+from infra.stats import percentile  # noqa: E402
 from local_run.demo_video import DEMO_VIDEO, ensure_demo_video, load_truth  # noqa: E402
+from local_run.outputs import OutputLine, Sent, of_type, typed  # noqa: E402
 from local_run.pipeline import Pipeline, PipelineSpec  # noqa: E402
 from local_run.processes import free_port, port_is_free  # noqa: E402
 from local_run.sightings import (  # noqa: E402
@@ -257,17 +268,7 @@ def keeping_up(watcher: ReportWatcher, start: float, end: float, fps: float,
 # -- latency --------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """Linear interpolation between the closest ranks (as numpy's default)."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    pos = (len(ordered) - 1) * q
-    low, high = math.floor(pos), math.ceil(pos)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
-def pass_events(camera_events: list[dict[str, Any]], uploads: list[dict[str, Any]],
+def pass_events(camera_events: Iterable[OutputLine], uploads: Iterable[OutputLine],
                 epoch: float, duration_s: float) -> list[Event]:
     """The events confirmed during the pass that starts at ``epoch``, in its seconds."""
     return [e for e in events_from_messages(camera_events, uploads, epoch)
@@ -275,16 +276,17 @@ def pass_events(camera_events: list[dict[str, Any]], uploads: list[dict[str, Any
 
 
 def latency_rows(pass_index: int, truth: list[Any], events: list[Event], matched: dict[int, str],
-                 camera_events: list[dict[str, Any]], epoch: float,
+                 camera_events: list[Sent], epoch: float,
                  post_roll_s: float) -> list[dict[str, Any]]:
     """One row per sighting. The stages are timed by when each message was sent (``ts``, the
     wall clock), not by the frame times in the bodies: those are the camera's stream clock,
     which may run ahead of the wall clock (see :func:`frame_clock_ahead`)."""
     by_id = {e.event_id: e for e in events}
-    sent: dict[tuple[str, str], float] = {}
-    for message in camera_events:
-        key = (message["type"], message["body"]["eventId"])
-        sent[key] = max(sent.get(key, -math.inf), seconds_since(message["ts"], epoch))
+    sent: dict[tuple[type[Message], str], float] = {}
+    for item in camera_events:
+        if isinstance(item.message, EventStarted | EventEnded | ClipWritten):
+            key = (type(item.message), item.message.event_id)
+            sent[key] = max(sent.get(key, -math.inf), seconds_since(item.ts, epoch))
     rows = []
     for index, sighting in enumerate(truth):
         event = by_id.get(matched.get(index, ""))
@@ -294,9 +296,9 @@ def latency_rows(pass_index: int, truth: list[Any], events: list[Event], matched
         if event is not None and event.uploaded_s is not None:
             design = (sighting.last_s - sighting.first_s) + post_roll_s
             latency = event.uploaded_s - sighting.first_s
-            started = sent.get(("event_started", event.event_id))
-            end = sent.get(("event_ended", event.event_id))
-            wrote = sent.get(("clip_written", event.event_id))
+            started = sent.get((EventStarted, event.event_id))
+            end = sent.get((EventEnded, event.event_id))
+            wrote = sent.get((ClipWritten, event.event_id))
             row.update({
                 "confirmS": None if started is None else started - sighting.first_s,
                 "latencyS": latency, "byDesignS": design, "remainderS": latency - design,
@@ -308,30 +310,28 @@ def latency_rows(pass_index: int, truth: list[Any], events: list[Event], matched
     return rows
 
 
-def frame_clock_ahead(camera_events: list[dict[str, Any]]) -> float | None:
+def frame_clock_ahead(camera_events: list[Sent]) -> float | None:
     """How far the camera's frame times run ahead of the wall clock, at least: an event's
     ``startUtc`` is the time of the frame that confirmed it, so it should come before the
     message announcing it (``ts``); the largest excess over all events."""
-    excess = [datetime.fromisoformat(m["body"]["startUtc"]).timestamp()
-              - datetime.fromisoformat(m["ts"]).timestamp()
-              for m in camera_events if m["type"] == "event_started"]
+    excess = [item.message.start_utc.timestamp() - item.ts.timestamp()
+              for item in camera_events if isinstance(item.message, EventStarted)]
     return max(excess, default=None)
 
 
-def missing_blobs(pipeline: Pipeline, uploads: list[dict[str, Any]]) -> list[str]:
+def missing_blobs(pipeline: Pipeline, uploads: list[ClipUploaded]) -> list[str]:
     """Every blob the uploader said it committed must be in Azurite, with its size."""
     container = pipeline.container()
     problems = []
     for message in uploads:
-        for blob in message["body"].get("blobs", []):
+        for blob in message.blobs:
             try:
-                size = container.get_blob_client(blob["name"]).get_blob_properties().size
+                size = container.get_blob_client(blob.name).get_blob_properties().size
             except Exception as exc:  # any failure is the finding
-                problems.append(f"blob {blob['name']}: {type(exc).__name__}")
+                problems.append(f"blob {blob.name}: {type(exc).__name__}")
                 continue
-            if size != blob["bytes"]:
-                problems.append(f"blob {blob['name']}: {size} bytes, uploader said "
-                                f"{blob['bytes']}")
+            if size != blob.bytes:
+                problems.append(f"blob {blob.name}: {size} bytes, uploader said {blob.bytes}")
     return problems
 
 
@@ -397,8 +397,10 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             time.sleep(0.5)
         else:
             notes.append(f"clips still not all uploaded {UPLOAD_WAIT_S:g} s after the last pass")
-        camera_events = pipeline.messages("camera", "events")
-        uploads = pipeline.messages("uploader", "clips")
+        camera_lines = pipeline.messages("camera", Output.EVENTS)
+        upload_lines = pipeline.messages("uploader", Output.CLIPS)
+        camera_events = typed(camera_lines)
+        uploads = of_type(typed(upload_lines), ClipUploaded)
         problems += missing_blobs(pipeline, uploads)
         for m in measured:
             if m is not camera_server:
@@ -425,7 +427,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for index in range(args.passes):
         start = epoch + index * duration_s
-        events = pass_events(camera_events, uploads, start, duration_s)
+        events = pass_events(camera_lines, upload_lines, start, duration_s)
         result = score(truth, events, pre_roll_s=pre_roll_s, post_roll_s=post_roll_s,
                        tolerance_s=TOLERANCE_S)
         problems += [f"pass {index + 1}: {p}" for p in result.problems]
@@ -433,13 +435,14 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                      for e in events if e.uploaded_s is None]
         rows += latency_rows(index, truth, events, result.matched, camera_events, start,
                              post_roll_s)
-    before = [e for e in events_from_messages(camera_events, uploads, epoch) if e.confirmed_s < 0]
+    before = [e for e in events_from_messages(camera_lines, upload_lines, epoch)
+              if e.confirmed_s < 0]
     problems += [f"event {e.event_id} {-e.confirmed_s:.1f} s before the epoch (warm-up)"
                  for e in before]
 
     def stats(key: str) -> dict[str, float | None]:
         values = [r[key] for r in rows if r.get(key) is not None]
-        return {"p50": percentile(values, 0.5), "p95": percentile(values, 0.95)}
+        return {"p50": percentile(values, 50), "p95": percentile(values, 95)}
 
     processes = {m.name: {"cpuPctOfCore": 100 * (m.cpu1 - m.cpu0) / window_s,
                           "peakRssMb": m.peak_mb, "processes": m.members, "module": m.module}
@@ -460,7 +463,7 @@ def run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "machineBusyPct": 100 * (busy1 - busy0) / max(1, total1 - total0),
         "modulesPeakRssMb": sum(p["peakRssMb"] for p in processes.values() if p["module"]),
         "keepingUp": keep_up, "problems": problems, "notes": notes,
-        "events": len(events_from_messages(camera_events, uploads, epoch)),
+        "events": len(events_from_messages(camera_lines, upload_lines, epoch)),
         "clipsUploaded": len(uploads),
         "frameClockAheadS": frame_clock_ahead(camera_events),
         "onlineBeforeEpochS": early_s,
@@ -537,7 +540,7 @@ def report(r: dict[str, Any], wall_s: float) -> None:
     out(f"events {r['events']}, clips uploaded {r['clipsUploaded']}; camera stream online "
         + ("-" if r["onlineBeforeEpochS"] is None else f"{r['onlineBeforeEpochS']:.1f} s")
         + " before the epoch; camera frame clock ahead of the wall clock by >= "
-        f"{s(r['frameClockAheadS'], 2)} s (event_started's startUtc - its ts)")
+        f"{s(r['frameClockAheadS'], 2)} s (event.started's startUtc - its ts)")
     for note in r["notes"]:
         out(f"note: {note}")
     out("problems: " + ("none" if not r["problems"] else ""))

@@ -16,14 +16,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from contracts.messages import ClipUploaded, ClipWritten, EventStarted
+from contracts.outputs import Output
 from local_run.demo_video import DEMO_VIDEO, ensure_demo_video, load_truth
 from local_run.narrator import Narrator
+from local_run.outputs import of_type
 from local_run.pipeline import Pipeline, PipelineSpec
 from local_run.rtsp_camera import RtspServer
 from local_run.sightings import events_from_messages, score, sightings
-from local_run.supervisor import ModuleProcess, Supervisor
+from local_run.supervisor import MODULE_ORDER, ModuleProcess, Supervisor
 
 # Kept between demo runs, as on a train; everything else under data/demo is per run.
 KEPT = ("outbox", "azurite")
@@ -57,7 +61,7 @@ def _wait(predicate: Callable[[], bool], timeout_s: float) -> float | None:
 def _stop_on_signals() -> None:
     """SIGTERM and SIGINT both stop the command cleanly, even when it was started with SIGINT
     ignored (as background jobs of a shell are)."""
-    def _raise(*_: Any) -> None:
+    def _raise(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _raise)
@@ -186,31 +190,35 @@ def _watch(pipeline: Pipeline, narrator: Narrator, until: float) -> None:
     narrator.poll()
 
 
+def _uploads(pipeline: Pipeline) -> list[ClipUploaded]:
+    return of_type(pipeline.sent("uploader", Output.CLIPS), ClipUploaded)
+
+
 def _download(pipeline: Pipeline, target: Path) -> list[Path]:
     """This run's clips from blob storage into ``target`` (what an operator would fetch)."""
     container = pipeline.container()
     saved = []
     target.mkdir(parents=True, exist_ok=True)
-    for message in pipeline.messages("uploader", "clips"):
-        for blob in message["body"]["blobs"]:
-            path = target / Path(blob["name"]).name
-            path.write_bytes(container.download_blob(blob["name"]).readall())
+    for message in _uploads(pipeline):
+        for blob in message.blobs:
+            path = target / Path(blob.name).name
+            path.write_bytes(container.download_blob(blob.name).readall())
             saved.append(path)
     return saved
 
 
 def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path,
              camera_off_s: float) -> None:
-    uploads = pipeline.messages("uploader", "clips")
-    events = [m for m in pipeline.messages("camera", "events") if m["type"] == "event_started"]
-    written = [m for m in pipeline.messages("camera", "events") if m["type"] == "clip_written"]
-    say(f"  events: {len(events)}   clips written: {len(written)}   clips uploaded: "
-        f"{len(uploads)}")
+    uploads = _uploads(pipeline)
+    camera = pipeline.sent("camera", Output.EVENTS)
+    say(f"  events: {len(of_type(camera, EventStarted))}   clips written: "
+        f"{len(of_type(camera, ClipWritten))}   clips uploaded: {len(uploads)}")
     if pipeline.camera is not None and pipeline.epoch is not None and options.video.exists():
         truth = load_truth(options.video)
         post_roll = float(pipeline.docs["camera"].get("recording", {}).get("post_roll_s", 5))
         pre_roll = float(pipeline.docs["camera"].get("recording", {}).get("pre_roll_s", 5))
-        found = events_from_messages(pipeline.messages("camera", "events"), uploads,
+        found = events_from_messages(pipeline.messages("camera", Output.EVENTS),
+                                     pipeline.messages("uploader", Output.CLIPS),
                                      pipeline.epoch)
         result = score(sightings(truth, post_roll), found, pre_roll_s=pre_roll,
                        post_roll_s=post_roll, tolerance_s=1.0, camera_off_s=camera_off_s)
@@ -221,8 +229,8 @@ def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path,
     say(f"  blobs in container {pipeline.container_name} (Azurite, data in "
         f"{pipeline.azurite.location}):")
     for message in uploads:
-        for blob in message["body"]["blobs"]:
-            say(f"    {blob['name']}  ({blob['bytes']:,} bytes)")
+        for blob in message.blobs:
+            say(f"    {blob.name}  ({blob.bytes:,} bytes)")
     if uploads:
         say(f"  copies of this run's clips: {clips_dir}/ (open the .mp4 in a browser)")
     # As the user can type it: `make demo` runs .venv/bin/graffiti-edge, not on their PATH.
@@ -236,11 +244,36 @@ def _summary(pipeline: Pipeline, options: DemoOptions, clips_dir: Path,
 def _twin_problems(config_dir: Path) -> list[str]:
     """Every error in the twin files the demo starts from, with file and line."""
     from config.check import check_file
-    from local_run.pipeline import MODULE_ORDER
 
     return [str(error) for name in MODULE_ORDER
             if (path := config_dir / f"{name}.yaml").exists()
             for error in check_file(path, name)]
+
+
+def _prepare_video(video: Path) -> float:
+    """Step 1: the video, rendered on first use; returns the length of one pass."""
+    say(f"[1/{STEPS}] the demo video: {video}")
+    if not video.exists():
+        say("      first run: rendering it from the sample world's seed (takes a minute or two)")
+    ensure_demo_video(video, _video_progress)
+    truth = load_truth(video)
+    pass_s = float(truth["frame_count"] / truth["fps"])
+    say(f"      {pass_s:.0f} s, {truth['width']}x{truth['height']} at {truth['fps']} fps, "
+        f"{len(truth['appearances'])} graffiti appearances")
+    return pass_s
+
+
+def _settle(pipeline: Pipeline, narrator: Narrator) -> None:
+    """Step 5: until the last clip is in blob storage, still saying what happens."""
+    say(f"[5/{STEPS}] waiting for the last event to end and its clip to reach blob storage")
+
+    def settled() -> bool:
+        narrator.poll()
+        return pipeline.settled()
+
+    if _wait(settled, SETTLE_S) is None:
+        say(f"      not everything within {SETTLE_S:.0f} s; what is left stays in "
+            f"{pipeline.outbox} and is uploaded on the next run")
 
 
 def run_demo(options: DemoOptions) -> int:
@@ -254,15 +287,7 @@ def run_demo(options: DemoOptions) -> int:
         return 2
     root = options.data_root / "demo"
     _fresh_root(root)
-    say(f"[1/{STEPS}] the demo video: {options.video}")
-    if not options.video.exists():
-        say("      first run: rendering it from the sample world's seed (takes a minute or two)")
-    ensure_demo_video(options.video, _video_progress)
-    truth = load_truth(options.video)
-    pass_s = truth["frame_count"] / truth["fps"]
-    say(f"      {pass_s:.0f} s, {truth['width']}x{truth['height']} at {truth['fps']} fps, "
-        f"{len(truth['appearances'])} graffiti appearances")
-
+    pass_s = _prepare_video(options.video)
     pipeline = Pipeline(PipelineSpec(root=root, config_dir=options.config_dir,
                                      video=options.video, start_delay_s=WARM_UP_S,
                                      overrides=options.overrides))
@@ -284,14 +309,7 @@ def run_demo(options: DemoOptions) -> int:
         if pipeline.camera is not None:
             pipeline.camera.stop()  # the end of the pass: the loop would start it again
             narrator.line("demo", "end of the pass: the simulated camera is switched off")
-        say(f"[5/{STEPS}] waiting for the last event to end and its clip to reach blob storage")
-        def settled() -> bool:
-            narrator.poll()
-            return pipeline.settled()
-
-        if _wait(settled, SETTLE_S) is None:
-            say(f"      not everything within {SETTLE_S:.0f} s; what is left stays in "
-                f"{pipeline.outbox} and is uploaded on the next run")
+        _settle(pipeline, narrator)
         clips_dir = root / "clips"
         _download(pipeline, clips_dir)
         say("summary:")

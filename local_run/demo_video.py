@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from infra.durable import replace_durably, write_atomic
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,8 +28,9 @@ def ensure_demo_video(video: Path = DEMO_VIDEO,
                       progress: Callable[[int, int], None] = lambda done, total: None) -> Path:
     """Render the demo scenario to ``video`` (and its ground truth beside it) if missing.
 
-    Written to temporary names and renamed, so an interrupted render is never mistaken for a
-    finished one. ``progress(frames_done, frames_total)`` is called now and then.
+    The video is written to a temporary name and renamed last, durably (:mod:`infra.durable`),
+    so an interrupted render or a power cut is never mistaken for a finished one.
+    ``progress(frames_done, frames_total)`` is called now and then.
     """
     if video.exists() and truth_path(video).exists():
         return video
@@ -45,10 +47,9 @@ def ensure_demo_video(video: Path = DEMO_VIDEO,
             yield frame
         progress(total, total)
 
+    # PyAV picks the container from the suffix, so the temporary name keeps .mp4.
     tmp_video = video.with_name(f".{video.name}.tmp.mp4")
-    tmp_truth = video.with_name(f".{video.stem}.tmp.json")
     write_mp4(tmp_video, counted(), WIDTH, HEIGHT, FPS, bframes=0)
-    tmp_truth.write_text(json.dumps(truth.to_json()) + "\n")
-    os.replace(tmp_truth, truth_path(video))
-    os.replace(tmp_video, video)
+    write_atomic(truth_path(video), json.dumps(truth.to_json()) + "\n")
+    replace_durably(tmp_video, video)
     return video

@@ -10,45 +10,74 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
+from contracts.messages import (
+    ClipEvicted,
+    ClipFailed,
+    ClipIncomplete,
+    ClipQuarantined,
+    ClipUploaded,
+    ClipWriteFailed,
+    ClipWritten,
+    DetectionsFound,
+    DiskLow,
+    EventStarted,
+    Message,
+    ModelActivated,
+)
+from contracts.outputs import Output
+from local_run.outputs import typed
 from local_run.pipeline import Pipeline
 
 # (module, output) pairs the narrator follows, in the order they are read each time.
-FOLLOWED = (("camera", "events"), ("detector", "detections"), ("detector", "model"),
-            ("uploader", "clips"), ("camera", "alerts"), ("detector", "alerts"),
-            ("uploader", "alerts"))
+FOLLOWED = (("camera", Output.EVENTS), ("detector", Output.DETECTIONS),
+            ("detector", Output.MODEL), ("uploader", Output.CLIPS), ("camera", Output.ALERTS),
+            ("detector", Output.ALERTS), ("uploader", Output.ALERTS))
 
 
 def _mb(size: float) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-def describe(output: str, message: dict[str, Any], min_score: float = 0.0) -> str | None:
+def describe(message: Message, min_score: float = 0.0) -> str | None:
     """One message in words (None for the ones not worth a line); ``min_score`` is the
     camera's threshold, so a detection it will not count is said to be below it."""
-    kind, body = message["type"], message["body"]
-    if output == "alerts":
-        reason = body.get("error") or body.get("reason") or body.get("alert")
-        return f"ALERT {kind}: {reason}"
-    if kind == "event_started":
-        return f"event started {body['eventId']} (score {body.get('maxScore') or 0:.2f})"
-    if kind == "clip_written":
-        size = sum(body.get("files", {}).values())
-        return (f"clip written {body['stem']}.mp4 ({body['durationS']:.1f} s, {_mb(size)}, "
-                f"{body['trigger']})")
-    if kind == "clip_uploaded":
-        video = next((b for b in body["blobs"] if b["name"].endswith(".mp4")), body["blobs"][0])
-        return f"uploaded {body['container']}/{video['name']} ({_mb(body['bytes'])} in all)"
-    if output == "detections" and body.get("detections"):
-        found = body["detections"]
-        below = (f" (below the camera's trigger.min_score {min_score})"
-                 if body["maxScore"] < min_score else "")
-        return (f"{len(found)} detection(s), best {found[0]['label']} "
-                f"{body['maxScore']:.2f}{below}")
-    if output == "model":
-        return f"model {body.get('name')} {body.get('version')} active"
+    match message:
+        case EventStarted():
+            return f"event started {message.event_id} (score {message.max_score or 0:.2f})"
+        case ClipWritten():
+            return (f"clip written {message.stem}.mp4 ({message.duration_s:.1f} s, "
+                    f"{_mb(sum(message.files.values()))}, {message.trigger})")
+        case ClipUploaded():
+            video = next((b for b in message.blobs if b.name.endswith(".mp4")),
+                         message.blobs[0])
+            return f"uploaded {message.container}/{video.name} ({_mb(message.bytes)} in all)"
+        case DetectionsFound() if message.detections:
+            below = (f" (below the camera's trigger.min_score {min_score})"
+                     if message.max_score < min_score else "")
+            return (f"{len(message.detections)} detection(s), best "
+                    f"{message.detections[0].label} {message.max_score:.2f}{below}")
+        case ModelActivated():
+            return f"model {message.name} {message.version} {message.status}"
+    if message.OUTPUT is Output.ALERTS:
+        return f"ALERT {message.TYPE}: {_alert(message)}"
     return None
+
+
+def _alert(message: Message) -> str:
+    """What an operator must look at, in a few words."""
+    match message:
+        case ClipWriteFailed():
+            return message.error
+        case ClipFailed() | ClipQuarantined():
+            return message.reason
+        case ClipEvicted():
+            return f"{message.stem} deleted unsent, the outbox is over its quota"
+        case ClipIncomplete():
+            return f"{message.stem}: {len(message.files)} file(s) without a sidecar"
+        case DiskLow():
+            return f"{_mb(message.free_bytes)} free in {message.folder}"
+    return message.TYPE
 
 
 class Narrator:
@@ -76,11 +105,11 @@ class Narrator:
         self._stream_status()
         min_score = float(self.pipeline.docs["camera"].get("trigger", {}).get("min_score", 0.0))
         for module, output in FOLLOWED:
-            messages = self.pipeline.messages(module, output)
+            lines = self.pipeline.messages(module, output)
             start = self._seen.get((module, output), 0)
-            self._seen[(module, output)] = len(messages)
-            for message in messages[start:]:
-                text = describe(output, message, min_score)
+            self._seen[(module, output)] = len(lines)
+            for sent in typed(lines[start:]):
+                text = describe(sent.message, min_score)
                 if text:
                     self.line(module, text)
 

@@ -10,8 +10,6 @@ and is left alone.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -25,17 +23,19 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from config.camera import CameraSettings
 from config.layers import merge
+from config.uploader import UploaderSettings
+from contracts.messages import ClipUploaded, ClipWritten, EventEnded, EventStarted
+from contracts.outputs import Output
+from infra.durable import write_atomic
 from local_run.azurite import Azurite
+from local_run.outputs import OutputLine, Sent, of_type, read_lines, typed
 from local_run.processes import free_port, port_is_free
 from local_run.rtsp_camera import RtspServer
-from local_run.supervisor import ModuleProcess, Supervisor
+from local_run.supervisor import MODULE_ORDER, ModuleProcess, Supervisor
 
-# Started in this order: the detector takes longest to load, the camera needs both others.
-MODULE_ORDER = ("detector", "uploader", "camera")
 # Blob Storage on IoT Edge listens here on a train; Azurite takes the port when it is free.
 BLOB_ON_EDGE_PORT = 11002
 LOOPBACK = {"127.0.0.1", "localhost"}
-BLOB_API_VERSION = "2019-07-07"
 
 
 @dataclass
@@ -58,10 +58,8 @@ def read_twin(path: Path) -> dict[str, Any]:
 
 def write_twin(path: Path, doc: dict[str, Any]) -> None:
     """Atomically, so the module's file watcher never reads half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("# Written by graffiti-edge for this run; edit it to change settings live.\n"
-                   + yaml.safe_dump(doc, sort_keys=False))
-    os.replace(tmp, path)
+    write_atomic(path, "# Written by graffiti-edge for this run; edit it to change settings "
+                 "live.\n" + yaml.safe_dump(doc, sort_keys=False))
 
 
 class Pipeline:
@@ -77,6 +75,8 @@ class Pipeline:
             port = BLOB_ON_EDGE_PORT if port_is_free(BLOB_ON_EDGE_PORT) else free_port()
         self.azurite = Azurite(self.root / "azurite", port=port)
         self.docs = self._twin_docs()
+        # What the uploader makes of its twin: where the clips go and how to speak to it.
+        self.upload = UploaderSettings.model_validate(self.docs["uploader"]).upload
         self.camera = self._simulated_camera()
         self.supervisor = Supervisor(list(MODULE_ORDER), config_dir=self.twins_dir,
                                      data_root=self.root,
@@ -96,7 +96,7 @@ class Pipeline:
 
     @property
     def container_name(self) -> str:
-        return str(self.docs["uploader"].get("upload", {}).get("container", "graffiti-clips"))
+        return self.upload.container
 
     def _twin_docs(self) -> dict[str, dict[str, Any]]:
         """``config/<module>.yaml`` with this run's folders and ports, then the overrides."""
@@ -176,31 +176,28 @@ class Pipeline:
         self.docs[name] = merge(self.docs[name], patch)
         write_twin(self.twin_path(name), self.docs[name])
 
-    def messages(self, name: str, output: str) -> list[dict[str, Any]]:
-        """Every message a module has sent on ``output`` so far (local mode's JSON lines)."""
-        path = self.root / name / "outputs" / f"{output}.jsonl"
-        try:
-            lines = path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        # A line being appended right now may be incomplete: only whole lines count.
-        return [json.loads(line) for line in lines if line.endswith("}")]
+    def messages(self, name: str, output: str) -> list[OutputLine]:
+        """Every message a module has sent on ``output`` so far, as local mode wrote it."""
+        return read_lines(self.root / name / "outputs" / f"{output}.jsonl")
+
+    def sent(self, name: str, output: str) -> list[Sent]:
+        """:meth:`messages` as contract models, each with when it was sent."""
+        return typed(self.messages(name, output))
 
     def clip_stems(self) -> tuple[set[str], set[str]]:
         """(clips the camera wrote, clips the uploader put in blob storage), by stem."""
-        written = {m["body"]["stem"] for m in self.messages("camera", "events")
-                   if m["type"] == "clip_written"}
-        return written, {m["body"]["stem"] for m in self.messages("uploader", "clips")}
+        written = {m.stem for m in of_type(self.sent("camera", Output.EVENTS), ClipWritten)}
+        uploaded = of_type(self.sent("uploader", Output.CLIPS), ClipUploaded)
+        return written, {m.stem for m in uploaded}
 
     def settled(self) -> bool:
         """Nothing of the run still on its way: every event has ended, every part of it has
         been written as a clip (an event ends before its clip is written) and every clip the
         camera wrote is in blob storage."""
-        events = self.messages("camera", "events")
-        started = {m["body"]["eventId"] for m in events if m["type"] == "event_started"}
-        parts = {m["body"]["eventId"]: m["body"]["parts"] for m in events
-                 if m["type"] == "event_ended"}
-        clips = Counter(m["body"]["eventId"] for m in events if m["type"] == "clip_written")
+        events = self.sent("camera", Output.EVENTS)
+        started = {m.event_id for m in of_type(events, EventStarted)}
+        parts = {m.event_id: m.parts for m in of_type(events, EventEnded)}
+        clips = Counter(m.event_id for m in of_type(events, ClipWritten))
         recording = self.docs["camera"].get("recording", {}).get("enabled", True)
         all_written = not recording or all(clips[e] >= n for e, n in parts.items())
         written, uploaded = self.clip_stems()
@@ -212,5 +209,5 @@ class Pipeline:
     def container(self) -> ContainerClient:
         """The clips' container in Azurite, spoken to as Blob Storage on IoT Edge is."""
         service = BlobServiceClient.from_connection_string(self.azurite.connection_string,
-                                                           api_version=BLOB_API_VERSION)
+                                                           api_version=self.upload.api_version)
         return service.get_container_client(self.container_name)

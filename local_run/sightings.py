@@ -11,9 +11,13 @@ pass, so the same code scores the end-to-end test and the benchmark.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from contracts.messages import ClipUploaded, ClipWritten, EventStarted
+from local_run.outputs import OutputLine, typed
 
 
 @dataclass(frozen=True)
@@ -55,32 +59,31 @@ def sightings(truth: dict[str, Any], join_gap_s: float) -> list[Sighting]:
     return merged
 
 
-def seconds_since(iso: str, epoch: float) -> float:
-    """A message's ISO time as seconds from the start of the pass (Unix time ``epoch``)."""
-    return datetime.fromisoformat(iso).timestamp() - epoch
+def seconds_since(when: datetime, epoch: float) -> float:
+    """A time as seconds from the start of the pass (Unix time ``epoch``)."""
+    return when.timestamp() - epoch
 
 
-def events_from_messages(camera_events: list[dict[str, Any]],
-                         uploads: list[dict[str, Any]], epoch: float) -> list[Event]:
-    """Events from the camera's ``events`` and the uploader's ``clips`` messages."""
+def events_from_messages(camera_events: Iterable[OutputLine], uploads: Iterable[OutputLine],
+                         epoch: float) -> list[Event]:
+    """Events from the camera's ``events`` and the uploader's ``clips`` output lines."""
 
-    def at(iso: str) -> float:
-        return seconds_since(iso, epoch)
+    def at(when: datetime) -> float:
+        return seconds_since(when, epoch)
 
     events: dict[str, Event] = {}
-    for message in camera_events:
-        body = message["body"]
-        if message["type"] == "event_started":
-            events[body["eventId"]] = Event(body["eventId"], at(body["startUtc"]))
-        elif message["type"] == "clip_written" and body["eventId"] in events:
-            found = events[body["eventId"]]
-            found.clips.append((at(body["startUtc"]), at(body["endUtc"])))
-            found.stems.append(body["stem"])
-    for message in uploads:
-        found = events.get(message["body"]["eventId"])
-        if found is not None:
-            uploaded = at(message["ts"])
-            found.uploaded_s = max(found.uploaded_s or uploaded, uploaded)
+    for sent in typed(camera_events):
+        match sent.message:
+            case EventStarted() as started:
+                events[started.event_id] = Event(started.event_id, at(started.start_utc))
+            case ClipWritten() as clip if clip.event_id in events:
+                found = events[clip.event_id]
+                found.clips.append((at(clip.start_utc), at(clip.end_utc)))
+                found.stems.append(clip.stem)
+    for sent in typed(uploads):
+        if isinstance(sent.message, ClipUploaded) and sent.message.event_id in events:
+            found = events[sent.message.event_id]
+            found.uploaded_s = max(found.uploaded_s or at(sent.ts), at(sent.ts))
     return sorted(events.values(), key=lambda e: e.confirmed_s)
 
 

@@ -16,12 +16,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from infra.logs import event
 
 log = logging.getLogger(__name__)
+
+# Started in this order: the detector takes longest to load, the camera needs both others.
+MODULE_ORDER = ("detector", "uploader", "camera")
 
 
 @dataclass
@@ -48,14 +50,6 @@ class Supervisor:
         self.data_root = data_root
         self.env = {**os.environ, **(env or {})}
         self.running: list[ModuleProcess] = []
-
-    def __enter__(self) -> Supervisor:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     def start(self) -> None:
         for name in self.modules:

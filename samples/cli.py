@@ -1,8 +1,8 @@
 """Command line for the sample world: images, videos, training, evaluation, AutoML export.
 
-``main(argv)`` is a plain argparse function so the umbrella ``graffiti-edge samples`` command
-can delegate to it unchanged. Heavy imports happen inside the sub-commands: ``--help`` stays
-instant and torch is only touched by ``train``.
+``main(argv)`` is a plain argparse function, so ``add_parser`` hands the umbrella
+``graffiti-edge samples`` command's arguments to it unparsed. Heavy imports happen inside the
+sub-commands: ``--help`` stays instant and torch is only touched by ``train``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import json
 import logging
 import sys
 from pathlib import Path
+
+from infra.logs import event, setup_logging
 
 MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_WORK_DIR = Path("build/samples-work")
@@ -50,7 +52,8 @@ def _generate_video(args: argparse.Namespace) -> int:
               bframes=0)
     truth_path = args.out.with_suffix(".json")
     truth_path.write_text(json.dumps(truth.to_json()) + "\n")
-    log.info("event=truth_written path=%s appearances=%d", truth_path, len(truth.appearances()))
+    event(log, logging.INFO, "samples.truth_written", path=truth_path,
+          appearances=len(truth.appearances()))
     sys.stdout.write(f"{args.out}\n")
     return 0
 
@@ -59,7 +62,7 @@ def _export_jsonl(args: argparse.Namespace) -> int:
     from samples.world.annotations import export_jsonl
 
     count = export_jsonl(args.annotations, args.out, args.url_prefix)
-    log.info("event=jsonl_written path=%s lines=%d", args.out, count)
+    event(log, logging.INFO, "samples.jsonl_written", path=args.out, lines=count)
     sys.stdout.write(f"{args.out}\n")
     return 0
 
@@ -90,7 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_render_commands(sub)
+    _add_model_commands(sub)
+    return parser
 
+
+def _add_render_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """generate-images and generate-video: the synthetic world on disk."""
     images = sub.add_parser("generate-images", help="render still images + annotations.json")
     images.add_argument("--out", type=Path, required=True, help="output directory")
     images.add_argument("--count", type=int, default=100, help="number of images (100)")
@@ -126,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--preset", default="veryfast", help="libx264 preset (veryfast)")
     video.set_defaults(func=_generate_video)
 
+
+def _add_model_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """export-jsonl, train and evaluate: the demonstration model and its data."""
     export = sub.add_parser("export-jsonl", help="annotations.json -> Azure ML AutoML JSONL")
     export.add_argument("--annotations", type=Path, required=True)
     export.add_argument("--out", type=Path, required=True, help="output .jsonl file")
@@ -162,13 +174,26 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("OpenVINOExecutionProvider", "CPUExecutionProvider"),
     )
     evaluate.set_defaults(func=_evaluate)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the sub-command; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    setup_logging("samples", level=args.log_level.upper())
     return int(args.func(args))
+
+
+def _delegate(args: argparse.Namespace) -> int:
+    return main(args.args)
+
+
+def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The ``samples`` command for ``graffiti-edge``: everything after it goes to :func:`main`
+    (``prefix_chars`` that no argument uses, so ``--help`` reaches main's parser too)."""
+    samples = groups.add_parser(
+        "samples", add_help=False, prefix_chars="\0",
+        help="The sample world: synthetic scenes, videos, the demonstration model "
+        "(`graffiti-edge samples --help`).",
+    )
+    samples.add_argument("args", nargs=argparse.REMAINDER)
+    samples.set_defaults(func=_delegate)

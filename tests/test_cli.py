@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from cli.main import installed_groups, main
 from local_run.processes import free_port
 from tests.support.iothub import HubResponder
 
@@ -150,3 +151,20 @@ def test_samples_commands_are_reachable_from_the_umbrella_cli(
         main(["samples", "generate-video", "--help"])
     assert info.value.code == 0
     assert "--scenario" in capsys.readouterr().out
+
+
+def test_a_group_whose_package_is_not_installed_is_left_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a module image, which holds neither local_run nor viewer."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *rest: None if name == "viewer" else real(name, *rest))
+    names = [group.__name__ for group in installed_groups()]
+    assert "viewer.cli" not in names and "config.commands" in names
+
+
+def test_an_import_error_inside_an_installed_package_is_not_hidden(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("cli.main.GROUPS", ("config.commands", "config.missing_commands"))
+    with pytest.raises(ModuleNotFoundError, match="config.missing_commands"):
+        list(installed_groups())

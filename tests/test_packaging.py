@@ -11,6 +11,7 @@ import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
 def test_openvino_execution_provider_is_available() -> None:
@@ -25,9 +26,8 @@ def test_plain_onnxruntime_is_not_installed() -> None:
 
 
 def _requirements() -> list[Requirement]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    requirements = list(project["dependencies"])
-    for extra in project["optional-dependencies"].values():
+    requirements = list(PROJECT["dependencies"])
+    for extra in PROJECT["optional-dependencies"].values():
         requirements += extra
     return [Requirement(r) for r in requirements]
 
@@ -55,3 +55,26 @@ def test_no_dependency_names_plain_onnxruntime() -> None:
 def test_arm64_gets_exactly_one_onnxruntime() -> None:
     on_arm = {r.name for r in _requirements() if _applies_on(r, "aarch64")}
     assert on_arm & {"onnxruntime", "onnxruntime-openvino"} == {"onnxruntime"}
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {Requirement(r).name for r in requirements}
+
+
+def test_each_module_extra_installs_only_what_that_module_needs() -> None:
+    """Images install ``.[<module>]``: the camera needs no ONNX Runtime, the uploader neither
+    PyAV nor ONNX Runtime (nor OpenCV); the base list is what all of them share."""
+    base = _names(PROJECT["dependencies"])
+    extras = {name: base | _names(PROJECT["optional-dependencies"][name])
+              for name in ("camera", "detector", "uploader")}
+    onnx = {"onnxruntime", "onnxruntime-openvino"}
+    assert not extras["camera"] & onnx
+    assert not extras["uploader"] & {*onnx, "av", "opencv-python-headless", "numpy"}
+    assert onnx <= extras["detector"] and "av" not in extras["detector"]
+
+
+def test_dev_installs_every_module_extra() -> None:
+    """``make test`` and ``make demo`` install ``.[dev]`` and run all three modules."""
+    dev = [Requirement(r) for r in PROJECT["optional-dependencies"]["dev"]]
+    own = [r for r in dev if r.name == "graffiti-edge"]
+    assert [sorted(r.extras) for r in own] == [["camera", "detector", "uploader"]]

@@ -1,9 +1,12 @@
-"""Shared inputs of the deployment tests: the template, its sample variables, the schemas."""
+"""Shared inputs of the deployment tests: the template, its sample variables, the schemas,
+the project table and the Dockerfiles' instructions."""
 
 from __future__ import annotations
 
 import copy
 import json
+import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,26 @@ TEMPLATE_SCHEMA = "azure-iot-edge-deployment-template-4.0.json"
 DEPLOYMENT_SCHEMA = "azure-iot-edge-deployment-2.0.json"
 MODULE_DIRS = ("camera_module", "detector_module", "uploader_module")
 BLOB_MODULE = "azureblobstorageoniotedge"
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text(encoding="utf-8"))
+    pairs = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            pairs.append((keyword.upper(), rest.strip()))
+    return pairs
+
+
+def dockerignore() -> list[str]:
+    """The .dockerignore patterns, without comments and trailing slashes."""
+    return [line.strip().rstrip("/") for line in
+            (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.startswith("#")]
 
 
 def load_template() -> dict[str, Any]:

@@ -9,19 +9,25 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from config.registry import MODULES
-from tests.deploy.conftest import MODULE_DIRS, ROOT, agent_modules
+from tests.deploy.conftest import (
+    MODULE_DIRS,
+    PROJECT,
+    ROOT,
+    agent_modules,
+    dockerignore,
+    instructions,
+)
 
 PLATFORM_BASES = {"amd64": "python:3.11-slim", "arm64v8": "arm64v8/python:3.11-slim"}
 DOCKERFILES = [ROOT / m / f"Dockerfile.{p}" for m in MODULE_DIRS for p in PLATFORM_BASES]
-FIRST_PARTY = {"contracts", "infra", "config", "edge_link", "samples", *MODULE_DIRS}
-PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+FIRST_PARTY = {"contracts", "infra", "config", "edge_link", "cli", "samples", "local_run",
+               "viewer", *MODULE_DIRS}
 
 
 def hadolint() -> str:
@@ -37,18 +43,6 @@ def lint(*files: Path) -> subprocess.CompletedProcess[str]:
     # --failure-threshold style: anything hadolint reports, down to style, fails the test.
     return subprocess.run([hadolint(), "--no-color", "--failure-threshold", "style",
                            *map(str, files)], capture_output=True, text=True, timeout=60)
-
-
-def instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text(encoding="utf-8"))
-    pairs = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            pairs.append((keyword.upper(), rest.strip()))
-    return pairs
 
 
 def test_hadolint_passes_for_every_dockerfile() -> None:
@@ -79,8 +73,12 @@ def test_dockerfile_conventions(dockerfile: Path) -> None:
     bases = [args.split()[0] for keyword, args in steps if keyword == "FROM"]
     base = PLATFORM_BASES[dockerfile.suffix.lstrip(".")]
     assert bases and all(b.startswith(base) for b in bases), bases
-    installs = [args for keyword, args in steps if keyword == "RUN" and "pip install" in args]
-    assert installs == ["/opt/venv/bin/pip install --no-cache-dir ."], "runtime deps only"
+    installs = [" ".join(args.split()) for keyword, args in steps
+                if keyword == "RUN" and "pip install" in args]
+    others = " ".join(f"/opt/venv/bin/{s}" for s, target in PROJECT["scripts"].items()
+                      if target.split(".")[0] in MODULE_DIRS and not target.startswith(module))
+    assert installs == [f'/opt/venv/bin/pip install --no-cache-dir ".[{name}]" && rm {others}'], (
+        "this module's runtime deps only, and no other module's console script")
     users = [args for keyword, args in steps if keyword == "USER"]
     assert users and users[-1].split(":")[0] not in {"0", "root"}
     script = next(s for s, target in PROJECT["scripts"].items()
@@ -128,7 +126,7 @@ def test_images_copy_every_package_their_module_imports(module: str) -> None:
     for dockerfile in (ROOT / module).glob("Dockerfile.*"):
         copied = {args.split()[0].strip("/") for keyword, args in instructions(dockerfile)
                   if keyword == "COPY" and not args.startswith("--from")}
-        needed = {module}
+        needed = {module, "cli"}  # graffiti-edge is in every image
         while True:
             grown = needed | set().union(*(_first_party_imports(ROOT / p) for p in needed))
             if grown == needed:
@@ -150,15 +148,14 @@ def test_module_json(module: str) -> None:
 
 
 def test_dockerignore_keeps_local_state_out_and_sources_in() -> None:
-    patterns = [line.strip().rstrip("/") for line in
-                (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = dockerignore()
     for required in (".venv", "node_modules", "data", "tests", ".git", ".env", "build"):
         assert required in patterns, required
     sources = {source.rstrip("/") for d in DOCKERFILES for keyword, args in instructions(d)
                if keyword == "COPY" and not args.startswith("--from")
                for source in args.split()[:-1]}
-    assert {"pyproject.toml", "README.md", "contracts", "infra", "config", "edge_link"} <= sources
+    assert {"pyproject.toml", "README.md", "contracts", "infra", "config", "edge_link",
+            "cli"} <= sources
     for source in sources:
         assert not [p for p in patterns if fnmatch.fnmatch(source, p)], source
 
