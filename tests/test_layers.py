@@ -21,7 +21,7 @@ MODULES = {"camera_module", "detector_module", "uploader_module"}
 # package -> the packages it may import. Shared layers first, then the modules (never each
 # other), then the local tools, then the command and the benchmarks on top.
 ALLOWED: dict[str, set[str]] = {
-    "contracts": set(),
+    "contracts": {"infra"},
     "infra": set(),
     "config": {"contracts", "infra"},
     "edge_link": {"config", "contracts", "infra"},
