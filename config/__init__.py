@@ -1,4 +1,4 @@
-"""Settings shared by the three modules: validated models, their sources, and structured logs.
+"""Settings and nothing else: one validated model per module, its sources, store and checker.
 
 Every module's behaviour is driven by one frozen settings object. It is rebuilt as a whole from
 its sources (defaults < YAML file < environment < twin desired properties) and swapped in only
