@@ -65,8 +65,9 @@ system-deps:
 demo-system-deps:
 	$(call apt_install,$(DEMO_APT))
 
-docs: python-deps ## Regenerate the settings reference and JSON Schemas in docs/.
+docs: python-deps ## Regenerate the settings and message references and JSON Schemas in docs/.
 	$(BIN)/graffiti-edge config docs --write docs/configuration.md
+	$(BIN)/python -m contracts.reference --write docs/messages.md
 	for m in camera detector uploader; do \
 		$(BIN)/graffiti-edge config schema --module $$m > docs/schemas/$$m.schema.json; done
 
