@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from cli.deployment import PLATFORMS, DeploymentError, generate_file
+from infra.commands import Groups, command, group
 from infra.durable import write_atomic
 
 
@@ -30,13 +31,12 @@ def _genconfig(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(groups: Groups) -> None:
     """The ``deploy`` group (genconfig) for ``graffiti-edge``."""
-    deploy = groups.add_parser("deploy", help="Build IoT Edge deployment manifests.",
-                               description="Build IoT Edge deployment manifests.")
-    commands = deploy.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    genconfig = commands.add_parser(
-        "genconfig", help="Expand deployment.template.json into a deployment manifest.",
+    commands = group(groups, "deploy", help="Build IoT Edge deployment manifests.")
+    genconfig = command(
+        commands, "genconfig", _genconfig,
+        help="Expand deployment.template.json into a deployment manifest.",
         description="Expand deployment.template.json for one platform: module images from each "
         "module.json, $VARIABLES from --env FILE and the environment (the environment wins), "
         "createOptions serialised (and chunked past 512 characters). The result is what "
@@ -52,4 +52,3 @@ def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                            help="Template (default deployment.template.json).")
     genconfig.add_argument("--allow-placeholders", action="store_true",
                            help="Write even if values are still .env.template <placeholders>.")
-    genconfig.set_defaults(func=_genconfig)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from config.check import check_file
 from config.registry import MODULES, module_spec
+from infra.commands import Groups, command, group
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -45,30 +46,26 @@ def _docs(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(groups: Groups) -> None:
     """The ``config`` group (check, schema, docs) for ``graffiti-edge``."""
-    config = groups.add_parser("config", help="Check settings files and print their schema.",
-                               description="Check settings files and print their schema.")
-    commands = config.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    check = commands.add_parser(
-        "check", help="Validate a YAML settings file; exit 1 naming every error.",
+    commands = group(groups, "config", help="Check settings files and print their schema.")
+    check = command(
+        commands, "check", _check, help="Validate a YAML settings file; exit 1 naming every error.",
         description="Validate a YAML settings (or local twin) file against a module's settings "
         "model. Prints every error with file, line, field path and reason; exits 1 if any.",
     )
     check.add_argument("file", type=Path, help="YAML file to check.")
     check.add_argument("--module", required=True, choices=sorted(MODULES))
-    check.set_defaults(func=_check)
-    schema = commands.add_parser(
-        "schema", help="Print a module's settings as JSON Schema.",
+    schema = command(
+        commands, "schema", _schema, help="Print a module's settings as JSON Schema.",
         description="Print the JSON Schema of a module's settings (for editor completion, "
         "e.g. the YAML language server's `# yaml-language-server: $schema=` comment).",
     )
     schema.add_argument("--module", required=True, choices=sorted(MODULES))
-    schema.set_defaults(func=_schema)
-    docs = commands.add_parser(
-        "docs", help="Print (or rewrite in a Markdown file) the settings reference.",
+    docs = command(
+        commands, "docs", _docs,
+        help="Print (or rewrite in a Markdown file) the settings reference.",
         description="Print the settings reference generated from the models, or replace the "
         "generated section of a Markdown file with it (--write docs/configuration.md).",
     )
     docs.add_argument("--write", type=Path, metavar="FILE", help="Markdown file to update.")
-    docs.set_defaults(func=_docs)

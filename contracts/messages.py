@@ -60,38 +60,51 @@ class Message(BaseModel):
 
 
 class CameraMessage(Message):
-    """A message about one camera's stream."""
+    """A message about one camera or what it recorded."""
 
     train_id: str = Field(description="Train (or depot) the camera belongs to.")
     camera_id: str = Field(description="Camera id, as in the clip's blob name.")
 
 
-# -- camera: output "events" -------------------------------------------------------------------
-
-
-class EventStarted(CameraMessage):
-    """An event was confirmed; its clip starts at ``clipFromUtc`` (pre-roll)."""
-
-    OUTPUT = Output.EVENTS
-    TYPE = "event.started"
+class EventMessage(CameraMessage):
+    """A fact about one event: its message id is stable, so a repeat can be dropped."""
 
     event_id: str = Field(description=EVENT_ID)
-    start_utc: UtcTime = Field(description="When the trigger confirmed the event.")
-    clip_from_utc: UtcTime = Field(description="Start of the clip, pre-roll included.")
-    max_score: float | None = Field(None, description="Best score of the confirming frame.")
-    labels: list[str] = Field(default_factory=list, description="Labels in that frame.")
 
     def message_id(self) -> str:
         return f"{self.TYPE}/{self.event_id}"
 
 
-class EventEnded(CameraMessage):
+class ClipMessage(EventMessage):
+    """A fact about one clip (one part of an event)."""
+
+    part: int = Field(ge=1, description=PART)
+
+    def message_id(self) -> str:
+        return f"{self.TYPE}/{self.event_id}/{self.part}"
+
+
+# -- camera: output "events" -------------------------------------------------------------------
+
+
+class EventStarted(EventMessage):
+    """An event was confirmed; its clip starts at ``clipFromUtc`` (pre-roll)."""
+
+    OUTPUT = Output.EVENTS
+    TYPE = "event.started"
+
+    start_utc: UtcTime = Field(description="When the trigger confirmed the event.")
+    clip_from_utc: UtcTime = Field(description="Start of the clip, pre-roll included.")
+    max_score: float | None = Field(None, description="Best score of the confirming frame.")
+    labels: list[str] = Field(default_factory=list, description="Labels in that frame.")
+
+
+class EventEnded(EventMessage):
     """An event ended (post-roll ran out, the module is stopping, or a part limit)."""
 
     OUTPUT = Output.EVENTS
     TYPE = "event.ended"
 
-    event_id: str = Field(description=EVENT_ID)
     end_utc: UtcTime = Field(description="When the event ended.")
     last_confirmed_utc: UtcTime | None = Field(
         None, description="Last frame that still confirmed the event.")
@@ -99,18 +112,13 @@ class EventEnded(CameraMessage):
     reason: str | None = Field(None, description="Why it ended, when not by post-roll "
                                "(e.g. stopping).")
 
-    def message_id(self) -> str:
-        return f"{self.TYPE}/{self.event_id}"
 
-
-class ClipWritten(CameraMessage):
+class ClipWritten(ClipMessage):
     """One clip (part of an event) is complete in the outbox."""
 
     OUTPUT = Output.EVENTS
     TYPE = "clip.written"
 
-    event_id: str = Field(description=EVENT_ID)
-    part: int = Field(ge=1, description=PART)
     stem: str = Field(description="File stem in the outbox.")
     files: dict[str, int] = Field(description="File name to size in bytes.")
     duration_s: float = Field(description="Length of the video in seconds.")
@@ -122,29 +130,22 @@ class ClipWritten(CameraMessage):
 
 # -- camera: output "alerts" -------------------------------------------------------------------
 
-    def message_id(self) -> str:
-        return f"{self.TYPE}/{self.event_id}/{self.part}"
 
-
-class ClipFailed(CameraMessage):
+class ClipFailed(ClipMessage):
     """A clip could not be made from its packets (not a disk error): it is lost."""
 
     OUTPUT = Output.ALERTS
     TYPE = "clip.failed"
 
-    event_id: str = Field(description=EVENT_ID)
-    part: int = Field(ge=1, description=PART)
     reason: str = Field(description="What went wrong.")
 
 
-class ClipWriteFailed(CameraMessage):
-    """Writing a clip failed on the disk; it is kept in memory for a retry."""
+class ClipWriteFailed(ClipMessage):
+    """Writing a clip failed on the disk; it is kept for a retry."""
 
     OUTPUT = Output.ALERTS
     TYPE = "clip.write_failed"
 
-    event_id: str = Field(description=EVENT_ID)
-    part: int = Field(ge=1, description=PART)
     error: str = Field(description="The disk error.")
     disk_full: bool = Field(description="The disk (or quota) is full.")
     waiting: int = Field(description="Clips now waiting for the disk.")
@@ -166,17 +167,13 @@ class UploadedBlob(BaseModel):
     content_type: str = Field(description="The blob's Content-Type.")
 
 
-class ClipUploaded(Message):
+class ClipUploaded(ClipMessage):
     """A clip's blobs are confirmed in blob storage and its local files are gone."""
 
     OUTPUT = Output.CLIPS
     TYPE = "clip.uploaded"
 
-    event_id: str = Field(description=EVENT_ID)
-    part: int = Field(ge=1, description=PART)
     stem: str = Field(description="File stem the clip had in the outbox.")
-    train_id: str = Field(description="Train (or depot) of the camera.")
-    camera_id: str = Field(description="Camera that recorded the clip.")
     start_utc: UtcTime = Field(description="Time of the clip's first frame.")
     max_score: float = Field(description="Best detection score in the clip.")
     labels: list[str] = Field(default_factory=list, description="Labels detected in the clip.")
@@ -188,30 +185,31 @@ class ClipUploaded(Message):
 
 # -- uploader: output "alerts" -----------------------------------------------------------------
 
-    def message_id(self) -> str:
-        return f"{self.TYPE}/{self.event_id}/{self.part}"
 
-
-class ClipQuarantined(Message):
-    """A clip that cannot be uploaded as it is was moved aside for a person to look at."""
+class OutboxAlert(Message):
+    """Something about files in the outbox that a person should look at."""
 
     OUTPUT = Output.ALERTS
+
+    stem: str = Field(description="File stem of the clip.")
+
+
+class ClipQuarantined(OutboxAlert):
+    """A clip that cannot be uploaded as it is was moved aside for a person to look at."""
+
     TYPE = "clip.quarantined"
 
     event_id: str | None = Field(None, description="Event id, when the sidecar was readable.")
-    stem: str = Field(description="File stem of the clip.")
     reason: str = Field(description="Why it cannot be uploaded.")
     folder: str = Field(description="Where its files are now.")
 
 
-class ClipEvicted(Message):
+class ClipEvicted(OutboxAlert):
     """The outbox was over its quota and this clip was deleted without being uploaded."""
 
-    OUTPUT = Output.ALERTS
     TYPE = "clip.evicted"
 
     event_id: str | None = Field(None, description="Event id, when the sidecar was readable.")
-    stem: str = Field(description="File stem of the clip.")
     bytes: int = Field(description="Bytes freed.")
     max_score: float | None = Field(None, description="Best score of the evicted clip.")
     policy: str = Field(description="The outbox.eviction policy that chose it.")
@@ -219,13 +217,11 @@ class ClipEvicted(Message):
     quota_bytes: int = Field(description="The outbox quota.")
 
 
-class ClipIncomplete(Message):
+class ClipIncomplete(OutboxAlert):
     """Files of a clip without its sidecar have lain in the outbox for a while."""
 
-    OUTPUT = Output.ALERTS
     TYPE = "clip.incomplete"
 
-    stem: str = Field(description="File stem of the files.")
     files: list[str] = Field(description="File names present.")
     bytes: int = Field(description="Their size together.")
     age_s: float = Field(description="Seconds since they last changed.")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from config.registry import MODULES
+from infra.commands import Groups, command
 
 
 def _method(args: argparse.Namespace) -> int:
@@ -32,10 +33,10 @@ def _method(args: argparse.Namespace) -> int:
     return 0 if 200 <= status < 300 else 1
 
 
-def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(groups: Groups) -> None:
     """The ``method`` command for ``graffiti-edge``."""
-    method = groups.add_parser(
-        "method", help="Call a direct method on a module running locally.",
+    method = command(
+        groups, "method", _method, help="Call a direct method on a module running locally.",
         description="Call a direct method on a module running in local mode (the stand-in for "
         "IoT Hub's direct methods), e.g. `graffiti-edge method --module camera ping`.",
     )
@@ -45,4 +46,3 @@ def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     method.add_argument("--data-dir", type=Path,
                         help="The module's --data-dir (default data/<module>).")
     method.add_argument("--timeout", type=float, default=30.0, help="Seconds to wait.")
-    method.set_defaults(func=_method)

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from config.registry import MODULES
+from infra.commands import Groups, command
 from local_run.demo_video import DEMO_VIDEO
 from local_run.supervisor import MODULE_ORDER
 
@@ -49,10 +50,10 @@ def _folders(parser: argparse.ArgumentParser) -> None:
                         help="Folder for module data and logs (default data).")
 
 
-def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(groups: Groups) -> None:
     """The ``up``, ``demo`` and ``simulate-camera`` commands for ``graffiti-edge``."""
-    up = groups.add_parser(
-        "up", help="Run the modules locally as processes until Ctrl-C.",
+    up = command(
+        groups, "up", _up, help="Run the modules locally as processes until Ctrl-C.",
         description="The local stand-in for the IoT Edge runtime: start each module as its own "
         "process in local mode, with config/<module>.yaml as its twin (edit it to change "
         "settings live) and data/<module>/ for outputs and reported properties; stop them all "
@@ -63,9 +64,9 @@ def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                     help=f"Modules to run (default: {' '.join(MODULE_ORDER)}).")
     up.add_argument("--duration", type=float, help="Stop after this many seconds.")
     _folders(up)
-    up.set_defaults(func=_up)
-    demo = groups.add_parser(
-        "demo", help="The sample video through the whole product, to clips in blob storage.",
+    demo = command(
+        groups, "demo", _demo,
+        help="The sample video through the whole product, to clips in blob storage.",
         description="Run everything on this machine: Azurite as Blob Storage on IoT Edge, a "
         "simulated RTSP camera playing the sample video in a loop (rendered on first use), and "
         "the three modules as processes with config/<module>.yaml as their twins. Shows a live "
@@ -79,13 +80,13 @@ def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     demo.add_argument("--duration", type=float,
                       help="Seconds to watch (default one pass of the video).")
     _folders(demo)
-    demo.set_defaults(func=_demo)
     _add_simulate_camera(groups)
 
 
-def _add_simulate_camera(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    camera = groups.add_parser(
-        "simulate-camera", help="Play a video as a live RTSP camera on 127.0.0.1 until Ctrl-C.",
+def _add_simulate_camera(groups: Groups) -> None:
+    camera = command(
+        groups, "simulate-camera", _simulate_camera,
+        help="Play a video as a live RTSP camera on 127.0.0.1 until Ctrl-C.",
         description="Serve an H.264 MP4 over RTSP as a live camera would: looped on the wall "
         "clock, shared by all clients, not re-encoded (Debian's GStreamer RTSP server; `make "
         "demo` installs it). Then `graffiti-edge up` runs the modules against it.",
@@ -97,4 +98,3 @@ def _add_simulate_camera(groups: argparse._SubParsersAction[argparse.ArgumentPar
     camera.add_argument("--mount", default="/camera", help="Path (default /camera).")
     camera.add_argument("--data-dir", type=Path, default=Path("data"),
                         help="Folder for the server's log (default data).")
-    camera.set_defaults(func=_simulate_camera)

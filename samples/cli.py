@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from infra.commands import Groups, command
 from infra.logs import event, setup_logging
 
 MODELS_DIR = Path(__file__).parent / "models"
@@ -98,59 +99,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_render_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_render_commands(sub: Groups) -> None:
     """generate-images and generate-video: the synthetic world on disk."""
-    images = sub.add_parser("generate-images", help="render still images + annotations.json")
+    images = command(sub, "generate-images", _generate_images,
+                     help="render still images + annotations.json")
     images.add_argument("--out", type=Path, required=True, help="output directory")
     images.add_argument("--count", type=int, default=100, help="number of images (100)")
     images.add_argument("--first-seed", type=int, default=0, help="seed of the first image")
     images.add_argument("--width", type=int, default=1280)
     images.add_argument("--height", type=int, default=720)
-    images.add_argument(
-        "--clean-every",
-        type=int,
-        default=0,
-        help="make every n-th image distractor-only (0: never)",
-    )
-    images.set_defaults(func=_generate_images)
+    images.add_argument("--clean-every", type=int, default=0,
+                        help="make every n-th image distractor-only (0: never)")
 
-    video = sub.add_parser(
-        "generate-video",
-        help="render an H.264 MP4 + ground-truth JSON",
+    video = command(
+        sub, "generate-video", _generate_video, help="render an H.264 MP4 + ground-truth JSON",
         description="Writes FILE and FILE with a .json suffix (ground "
         "truth: appearances with frame ranges, per-frame boxes). No B-frames, as from a "
         "camera, so the simulated camera can replay it live.",
     )
-    video.add_argument(
-        "--scenario",
-        choices=("passing", "spraying", "clean", "tunnel", "demo"),
-        default="demo",
-        help="what happens in the video (default demo, 75 s)",
-    )
+    video.add_argument("--scenario", choices=("passing", "spraying", "clean", "tunnel", "demo"),
+                       default="demo", help="what happens in the video (default demo, 75 s)")
     video.add_argument("--out", type=Path, required=True, help="output .mp4 file")
     video.add_argument("--seed", type=int, default=1)
     video.add_argument("--width", type=int, default=1280)
     video.add_argument("--height", type=int, default=720)
     video.add_argument("--fps", type=int, default=25)
     video.add_argument("--preset", default="veryfast", help="libx264 preset (veryfast)")
-    video.set_defaults(func=_generate_video)
 
 
-def _add_model_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_model_commands(sub: Groups) -> None:
     """export-jsonl, train and evaluate: the demonstration model and its data."""
-    export = sub.add_parser("export-jsonl", help="annotations.json -> Azure ML AutoML JSONL")
+    export = command(sub, "export-jsonl", _export_jsonl,
+                     help="annotations.json -> Azure ML AutoML JSONL")
     export.add_argument("--annotations", type=Path, required=True)
     export.add_argument("--out", type=Path, required=True, help="output .jsonl file")
-    export.add_argument(
-        "--url-prefix",
-        default="",
-        help="prepended to each file name, e.g. azureml://.../paths/images/",
-    )
-    export.set_defaults(func=_export_jsonl)
+    export.add_argument("--url-prefix", default="",
+                        help="prepended to each file name, e.g. azureml://.../paths/images/")
 
-    train = sub.add_parser(
-        "train",
-        help="re-train the demonstration model (needs torch)",
+    train = command(
+        sub, "train", _train, help="re-train the demonstration model (needs torch)",
         description="Seeded, reproducible training; writes "
         "graffiti-sample-<version>.zip. 'all' trains every shipped version.",
     )
@@ -162,9 +149,8 @@ def _add_model_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         default=DEFAULT_WORK_DIR,
         help="checkpoints and rendered-data cache (default %(default)s)",
     )
-    train.set_defaults(func=_train)
 
-    evaluate = sub.add_parser("evaluate", help="mAP, precision/recall and video delays")
+    evaluate = command(sub, "evaluate", _evaluate, help="mAP, precision/recall and video delays")
     evaluate.add_argument("--package", type=Path, help="model zip (default: newest shipped)")
     evaluate.add_argument("--images", type=int, default=300, help="held-out stills (300)")
     evaluate.add_argument("--video-seed", type=int, default=9001)
@@ -173,7 +159,6 @@ def _add_model_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         default="OpenVINOExecutionProvider",
         choices=("OpenVINOExecutionProvider", "CPUExecutionProvider"),
     )
-    evaluate.set_defaults(func=_evaluate)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +172,7 @@ def _delegate(args: argparse.Namespace) -> int:
     return main(args.args)
 
 
-def add_parser(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(groups: Groups) -> None:
     """The ``samples`` command for ``graffiti-edge``: everything after it goes to :func:`main`
     (``prefix_chars`` that no argument uses, so ``--help`` reaches main's parser too)."""
     samples = groups.add_parser(
