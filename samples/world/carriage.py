@@ -47,16 +47,20 @@ def strip_height(body_height: int) -> int:
     return int(round(body_height * (1 + ROOF + UNDERFRAME + BOGIE)))
 
 
-def _windows_and_doors(
-    img: np.ndarray,
-    rng: np.random.Generator,
-    x0: float,
-    length: float,
-    top: float,
-    b: float,
-    body: np.ndarray,
-) -> list[float]:
+@dataclass(frozen=True)
+class _Body:
+    """Where one carriage's body is drawn on the strip, and its livery colour."""
+
+    x0: float
+    length: float
+    top: float
+    b: float  # body height
+    colour: np.ndarray
+
+
+def _windows_and_doors(img: np.ndarray, rng: np.random.Generator, car: _Body) -> list[float]:
     """Doors at fixed fractions, windows between them; returns the door centres."""
+    x0, length, top, b, body = car.x0, car.length, car.top, car.b, car.colour
     doors = [0.12, 0.88] if rng.random() < 0.6 else [0.15, 0.5, 0.85]
     door_w = b * rng.uniform(0.38, 0.46)
     door_col = body if rng.random() < 0.5 else pick_contrasting(rng, STRIPES, body, 60.0)
@@ -125,18 +129,10 @@ def _weathering(
         region[:, int(sx)] *= 0.8
 
 
-def _signage(
-    img: np.ndarray,
-    rng: np.random.Generator,
-    x0: float,
-    length: float,
-    top: float,
-    b: float,
-    body: np.ndarray,
-    doors: list[float],
-    level: float,
-) -> None:
+def _signage(img: np.ndarray, rng: np.random.Generator, car: _Body, doors: list[float],
+             level: float) -> None:
     """Distractors in the places operators actually put them; ``level`` 0..1 sets how many."""
+    x0, length, top, b, body = car.x0, car.length, car.top, car.b, car.colour
     fleet_x, fleet_y = x0 + b * rng.uniform(0.3, 0.6), top + b * rng.uniform(0.62, 0.8)
     distractors.fleet_number(img, rng, fleet_x, fleet_y, b * 0.07, body)
     if rng.random() < 0.5 + 0.5 * level:
@@ -200,8 +196,9 @@ def build_train(
             fill_rect(img, x0, top + b * 0.8, x1, top + b, skirt)
         for sy, sh, sc in stripes:
             fill_rect(img, x0, top + b * sy, x1, top + b * (sy + sh), sc)
-        doors = _windows_and_doors(img, rng, x0, length, top, b, body)
-        _signage(img, rng, x0, length, top, b, body, doors, distractor_level)
+        car = _Body(x0, length, top, b, body)
+        doors = _windows_and_doors(img, rng, car)
+        _signage(img, rng, car, doors, distractor_level)
         _weathering(img, rng, int(x0), int(min(x1, width)), top, b)
         under = top + b
         fill_rect(

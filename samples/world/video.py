@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
@@ -237,21 +238,6 @@ def _clash(p: Placement, others: list[Placement]) -> bool:
     )
 
 
-def _segment(
-    name: str,
-    seed: int,
-    width: int,
-    height: int,
-    fps: int,
-    seconds: float,
-    truth: Truth,
-    first_id: int,
-) -> Iterator[np.ndarray]:
-    if name == "spraying":
-        return spraying(seed, width, height, fps, seconds, truth, first_id)
-    return moving_train(name, seed, width, height, fps, seconds, truth, first_id)
-
-
 def generate(
     scenario: str,
     seed: int,
@@ -273,7 +259,8 @@ def generate(
         for k, name in enumerate(parts):
             first = len(truth.frames)
             part_seed = seed * 10 + k if scenario == "demo" else seed
-            yield from _segment(name, part_seed, width, height, fps, seconds, truth, 100 * k)
+            render = spraying if name == "spraying" else partial(moving_train, name)
+            yield from render(part_seed, width, height, fps, seconds, truth, 100 * k)
             truth.segments.append(
                 {
                     "scenario": name,
