@@ -1,9 +1,12 @@
 """The viewer's HTTP server: the page, the clip API, the video proxy, reviews and export.
 
 aiohttp, like the detector's Web API. Every error is JSON ``{"error": kind, "message": text}``:
-a bad id or filter is 400, an unknown clip 404, a review written in between 409, the blob
-endpoint away 503 naming the endpoint (never the key); an unexpected failure is logged and
-answered 500 without a traceback. Blob names are only ever built from checked clip ids.
+a bad id, filter or body is 400, an unknown clip 404, a review written in between 409, the
+blob endpoint away 503 naming the endpoint (never the key); an unexpected failure is logged
+and answered 500 without a traceback. Blob names are only ever built from checked clip ids.
+What storage holds is untrusted too: a sidecar that does not follow the clip contract is
+answered as unreadable (the video still plays), and no answer carries a non-finite number
+(``NaN`` is not JSON, and one would break the page's whole list).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import shutil
 import tempfile
 import zipfile
@@ -20,13 +24,14 @@ from typing import Any
 from aiohttp import web
 
 from contracts.blob_layout import CONTENT_TYPES, BadClipId, ClipId, parse
-from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX
+from contracts.clip import THUMBNAIL_SUFFIX, VIDEO_SUFFIX
 from infra.logs import event
-from viewer import auth, export, reviews
+from viewer import auth, export, guard, reviews
 from viewer.catalog import Catalog, Filters
 from viewer.ranges import Unsatisfiable, parse_range
-from viewer.settings import ViewerSettings
+from viewer.settings import ViewerSettings, is_loopback
 from viewer.store import AzureStore, Store, StoreError, Unavailable
+from viewer.summary import read_sidecar
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -36,10 +41,32 @@ SETTINGS: web.AppKey[ViewerSettings] = web.AppKey("settings", ViewerSettings)
 _CHUNK = 256 * 1024
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float (from a hostile sidecar's extra keys) as None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dumps(value: Any) -> str:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False)
+
+
+def answer(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer that is valid JSON whatever storage held."""
+    return web.json_response(doc, status=status, headers=headers, dumps=_dumps)
+
+
 def _error(status: int, kind: str, message: str,
            headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": kind, "message": message}, status=status,
-                             headers=headers)
+    return answer({"error": kind, "message": message}, status, headers)
 
 
 @web.middleware
@@ -80,7 +107,7 @@ async def index(request: web.Request) -> web.StreamResponse:
 async def health(request: web.Request) -> web.Response:
     store = request.app[STORE]
     await store.folders("")
-    return web.json_response({"ok": True, "storage": store.describe})
+    return answer({"ok": True, "storage": store.describe})
 
 
 async def list_clips(request: web.Request) -> web.Response:
@@ -93,22 +120,19 @@ async def list_clips(request: web.Request) -> web.Response:
     if not 1 <= limit <= 500:
         raise BadClipId("limit must be between 1 and 500")
     page = await request.app[CATALOG].page(filters, limit, request.query.get("cursor") or None)
-    return web.json_response(page.to_json())
+    return answer(page.to_json())
 
 
 async def clip_detail(request: web.Request) -> web.Response:
     clip = _clip(request)
     store = request.app[STORE]
     summary = await request.app[CATALOG].clip(clip)
-    data, _ = await store.read(clip.blob(SIDECAR_SUFFIX))
-    try:
-        sidecar = json.loads(data)
-    except ValueError:
-        return _error(502, "bad_sidecar", f"the sidecar of {clip} is not JSON")
+    sidecar, problem = await read_sidecar(store, clip)
     review, etag = await reviews.read(store, clip)
-    return web.json_response({"clip": summary.to_json(), "sidecar": sidecar,
-                              "review": review.to_json() if review else None,
-                              "review_etag": etag})
+    return answer({"clip": summary.to_json(),
+                   "sidecar": sidecar.model_dump(mode="json") if sidecar else None,
+                   "sidecar_problem": problem,
+                   "review": review.to_json() if review else None, "review_etag": etag})
 
 
 async def _send_blob(request: web.Request, name: str, content_type: str) -> web.StreamResponse:
@@ -161,7 +185,9 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except ValueError:
-        raise BadClipId("the body must be JSON") from None
+        raise BadClipId("the body must be JSON (UTF-8)") from None
+    except RecursionError:
+        raise BadClipId("the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadClipId("the body must be a JSON object")
     return body
@@ -174,9 +200,10 @@ async def put_review(request: web.Request) -> web.Response:
     if "etag" not in body:
         raise BadClipId("etag is required: the review_etag you loaded, or null if the clip "
                         "had no review")
+    loaded = reviews.check_etag(body["etag"])
     await request.app[CATALOG].clip(clip)  # 404 for an unknown clip, never a stray review
-    review, etag = await reviews.write(request.app[STORE], clip, state, note, body["etag"])
-    return web.json_response({"review": review.to_json(), "review_etag": etag})
+    review, etag = await reviews.write(request.app[STORE], clip, state, note, loaded)
+    return answer({"review": review.to_json(), "review_etag": etag})
 
 
 async def bulk_review(request: web.Request) -> web.Response:
@@ -184,9 +211,8 @@ async def bulk_review(request: web.Request) -> web.Response:
     state, note = reviews.check(body.get("state"), body.get("note"))
     results = await reviews.bulk(request.app[STORE], request.app[CATALOG], body.get("clips"),
                                  state, note)
-    return web.json_response({"results": results,
-                              "ok": sum(1 for r in results if r["ok"]),
-                              "failed": sum(1 for r in results if not r["ok"])})
+    return answer({"results": results, "ok": sum(1 for r in results if r["ok"]),
+                   "failed": sum(1 for r in results if not r["ok"])})
 
 
 async def export_zip(request: web.Request) -> web.StreamResponse:
@@ -226,8 +252,9 @@ def _zip(source: Path, archive: Path) -> None:
 def make_app(settings: ViewerSettings, store: Store | None = None) -> web.Application:
     """The viewer application on ``store`` (default: the container the settings name)."""
     token = settings.token.get_secret_value() if settings.token else None
-    app = web.Application(middlewares=[errors, auth.middleware(token)],
-                          client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[
+        errors, guard.middleware(is_loopback(settings.host), settings.allowed_hosts),
+        auth.middleware(token)], client_max_size=1024 * 1024)
     store = store or AzureStore(settings)
     app[STORE] = store
     app[CATALOG] = Catalog(store, settings.index_ttl_s)

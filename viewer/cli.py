@@ -51,6 +51,10 @@ def _serve_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         help="TCP port (default 8090).")
     parser.add_argument("--token-file", type=Path, default=default(None),
                         help="File holding the access token (else GRAFFITI_VIEWER_TOKEN).")
+    parser.add_argument("--allow-host", action="append", dest="allowed_hosts",
+                        default=default([]), metavar="NAME",
+                        help="Host header name accepted besides loopback names on a loopback "
+                        "bind (e.g. a local reverse proxy's); may be repeated.")
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> ViewerSettings:
@@ -98,7 +102,8 @@ def _serve(args: argparse.Namespace) -> int:
     setup_logging("viewer", level=args.log_level)
     try:
         token = read_token(args.token_file)
-        settings = _settings(args, host=args.host, port=args.port, token=token)
+        settings = _settings(args, host=args.host, port=args.port, token=token,
+                             allowed_hosts=args.allowed_hosts)
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"viewer: {exc}\n")
         return 2

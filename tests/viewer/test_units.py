@@ -14,7 +14,7 @@ from viewer.catalog import Catalog, Filters, decode_cursor
 from viewer.export import _box, parse_states, pick_frames
 from viewer.ranges import Unsatisfiable, parse_range
 from viewer.settings import ViewerSettings
-from viewer.store import Conflict, Entry, Missing
+from viewer.store import Conflict, Entry, Missing, TooLarge
 
 
 class FakeStore:
@@ -42,9 +42,11 @@ class FakeStore:
         return [Entry(n, m, e, len(d)) for n, (d, m, e) in sorted(self.blobs.items())
                 if n.startswith(prefix)]
 
-    async def read(self, name: str) -> tuple[bytes, str]:
+    async def read(self, name: str, max_bytes: int | None = None) -> tuple[bytes, str]:
         if name not in self.blobs:
             raise Missing(name)
+        if max_bytes is not None and len(self.blobs[name][0]) > max_bytes:
+            raise TooLarge(name)
         return self.blobs[name][0], self.blobs[name][2]
 
     async def size(self, name: str) -> int:
