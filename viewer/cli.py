@@ -98,6 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from viewer.app import make_app
+    from viewer.store import StoreError
 
     setup_logging("viewer", level=args.log_level)
     try:
@@ -112,7 +113,11 @@ def _serve(args: argparse.Namespace) -> int:
         for problem in problems:
             sys.stderr.write(f"viewer: {problem}\n")
         return 2
-    app = make_app(settings)
+    try:
+        app = make_app(settings)
+    except StoreError as exc:
+        sys.stderr.write(f"viewer: {exc}\n")
+        return 2
     event(log, logging.INFO, "viewer.started", url=f"http://{settings.host}:{settings.port}/",
           container=settings.container, auth="token" if token else "none (loopback)")
     web.run_app(app, host=settings.host, port=settings.port, print=None,

@@ -139,7 +139,9 @@ class AzureStore:
         if failure.kind == "not_found":
             return Missing(f"{what}: not found ({code or 'BlobNotFound'})")
         if failure.kind == "auth":
-            return Denied(f"{self.describe} refused the credentials ({status} {code})".strip())
+            return Denied(f"the credentials for {self.describe} cannot sign a request"
+                          if status is None else
+                          f"{self.describe} refused the credentials ({status} {code})".strip())
         if failure.kind == "unreachable":
             return Unavailable(f"{self.describe} is not reachable ({failure.error})"
                                if status is None else

@@ -20,6 +20,7 @@ from config.store import Listener, changed_paths
 from config.uploader import UploaderSettings
 from contracts.messages import Message
 from edge_link.status import StatusReporter
+from infra.supervision import WorkerFailure, Workers
 from local_run.processes import stop_process
 from uploader_module.service import UploaderService
 
@@ -50,6 +51,9 @@ class FakeHost:
         self.sent: list[tuple[str, str, dict[str, Any]]] = []
         self.reported: dict[str, Any] = {}
         self.reporter = StatusReporter(self._report)
+        self.failures: list[WorkerFailure] = []
+        self.workers = Workers(self.failures.append, restart_initial_s=0.05,
+                               restart_max_s=0.2)
 
     @property
     def settings(self) -> UploaderSettings:
@@ -132,6 +136,7 @@ class Running:
         if not self.stopped:
             self.stopped = True
             self.service.stop()
+            self.host.workers.stop()
             self.host.reporter.stop()
 
 
