@@ -52,6 +52,7 @@ class FakeHost:
         self.reported: dict[str, Any] = {}
         self.reporter = StatusReporter(self._report)
         self.failures: list[WorkerFailure] = []
+        self.pokes = 0  # status changes: a housekeeping pass makes one
         self.workers = Workers(self.failures.append, restart_initial_s=0.05,
                                restart_max_s=0.2)
 
@@ -79,6 +80,8 @@ class FakeHost:
             self.sent.append((message.OUTPUT.value, message.TYPE, message.body()))
 
     def status_changed(self) -> None:
+        with self._lock:
+            self.pokes += 1
         self.reporter.poke()
 
     def _report(self, patch: dict[str, Any]) -> None:
