@@ -38,7 +38,17 @@ from viewer.summary import ClipSummary, sort_key, summarize
 REVIEW_STATES = ("confirmed", "false_positive", "cleaned")
 UNREVIEWED = "unreviewed"
 STATE_FILTERS = (UNREVIEWED, "reviewed", *REVIEW_STATES)
-_DAY = re.compile(r"^\d{4}/\d{2}/\d{2}$")
+_DAY = re.compile(r"^\d{4}/\d{2}/\d{2}$", re.ASCII)
+_YEAR = re.compile(r"^\d{4}$", re.ASCII)
+_TWO = re.compile(r"^\d{2}$", re.ASCII)
+
+
+def _is_segment(name: str) -> bool:
+    try:
+        check_segment(name, "folder")
+    except BadClipId:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -183,20 +193,23 @@ class Catalog:
 
     async def days(self, filters: Filters) -> dict[str, list[tuple[str, str]]]:
         """Day folder -> the (train, camera) pairs that have it, in the filters' range."""
-        trains = [filters.train] if filters.train else await self._sub("")
+        # Folder names come from storage: only those the layout allows are walked into.
+        trains = [filters.train] if filters.train else [
+            t for t in await self._sub("") if _is_segment(t)]
         pairs: list[tuple[str, str]] = []
         for train in trains:
-            cameras = [filters.camera] if filters.camera else await self._sub(f"{train}/")
+            cameras = [filters.camera] if filters.camera else [
+                c for c in await self._sub(f"{train}/") if _is_segment(c)]
             pairs += [(train, camera) for camera in cameras]
 
         async def walk(train: str, camera: str) -> list[str]:
             base = f"{train}/{camera}/"
             found = []
             for year in await self._sub(base):
-                if not filters.day_in_range(year):
+                if not (_YEAR.match(year) and filters.day_in_range(year)):
                     continue
                 for month in await self._sub(f"{base}{year}/"):
-                    if not filters.day_in_range(f"{year}/{month}"):
+                    if not (_TWO.match(month) and filters.day_in_range(f"{year}/{month}")):
                         continue
                     found += [f"{year}/{month}/{d}" for d in await self._sub(
                         f"{base}{year}/{month}/") if filters.day_in_range(f"{year}/{month}/{d}")]
