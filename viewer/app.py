@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from contracts.blob_layout import CONTENT_TYPES, BadClipId, ClipId, parse
 from contracts.clip import THUMBNAIL_SUFFIX, VIDEO_SUFFIX
@@ -249,8 +250,31 @@ def _zip(source: Path, archive: Path) -> None:
                 zf.write(path, path.relative_to(source).as_posix())
 
 
+class BadRequestLines(logging.Filter):
+    """aiohttp logs a request it cannot parse (a smuggling attempt, a header too large, a
+    control character) with a traceback, and the traceback text quotes the client's bytes. A
+    client must not be able to write lines into the viewer's log: such a record becomes one
+    ``http.bad_request`` line whose fields are escaped like every other field."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            detail = (str(exc.message).splitlines() or [""])[0][:200]
+            record.msg, record.args, record.exc_info = "http.bad_request", (), None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.fields = {"status": exc.code, "error": type(exc).__name__, "detail": detail}
+        return True
+
+
+def _one_line_bad_requests() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadRequestLines) for f in server_log.filters):
+        server_log.addFilter(BadRequestLines())
+
+
 def make_app(settings: ViewerSettings, store: Store | None = None) -> web.Application:
     """The viewer application on ``store`` (default: the container the settings name)."""
+    _one_line_bad_requests()
     token = settings.token.get_secret_value() if settings.token else None
     app = web.Application(middlewares=[
         errors, guard.middleware(is_loopback(settings.host), settings.allowed_hosts),
