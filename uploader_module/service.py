@@ -295,8 +295,10 @@ class UploaderService(ModuleService[UploaderSettings]):
         target.ensure_container()
         if not files.video.exists() and target.confirmed(
                 names[SIDECAR_SUFFIX], plan_file(files.sidecar, target.block_bytes)):
-            # A crash after the upload, before the message: the sidecar goes last, so the clip
-            # is complete in storage. Announce it now.
+            # The video is gone, the sidecar is not: a clean-up cut short by a crash without an
+            # announced marker (it could not be written, or an older version left the clip).
+            # The sidecar goes last, so the clip is complete in storage: announce it (nothing
+            # says it was).
             event(log, logging.INFO, "upload.already_stored", event_id=sidecar.event_id,
                   stem=files.stem)
             return [PutResult(names[s], target.size_of(names[s]), 0, 0, 0, True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import shutil
 import tempfile
 import zipfile
@@ -42,26 +41,14 @@ SETTINGS: web.AppKey[ViewerSettings] = web.AppKey("settings", ViewerSettings)
 _CHUNK = 256 * 1024
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float (from a hostile sidecar's extra keys) as None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _dumps(value: Any) -> str:
-    try:
-        return json.dumps(value, allow_nan=False)
-    except ValueError:
-        return json.dumps(_finite(value), allow_nan=False)
+    # Every value has been checked where it entered (summaries, the sidecar model), so a
+    # non-finite number here is a bug: a loud 500 rather than NaN, which is not JSON.
+    return json.dumps(value, allow_nan=False)
 
 
 def answer(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    """A JSON answer that is valid JSON whatever storage held."""
+    """A JSON answer that is strictly JSON (no NaN, no Infinity)."""
     return web.json_response(doc, status=status, headers=headers, dumps=_dumps)
 
 

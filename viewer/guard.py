@@ -14,7 +14,9 @@ origin could change reviews. Two checks close that, for every request that chang
 
 A viewer bound to loopback has no token, so a page on another name that resolves to
 127.0.0.1 (DNS rebinding) would otherwise be same-origin with it: there the ``Host`` header
-must be a loopback name (``localhost``, a loopback address) or one the operator allowed.
+must be a loopback name (``localhost``, a loopback address) or one the operator allowed
+(``--allow-host``: the name a reverse proxy serves the viewer under, also accepted as the
+``Origin`` of writes when the proxy rewrites the ``Host``).
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ def _refuse(status: int, kind: str, message: str) -> web.Response:
     return web.json_response({"error": kind, "message": message}, status=status)
 
 
-def cross_site_problem(request: web.Request) -> str | None:
-    """Why a state-changing request is not from this viewer's own page, or None."""
+def cross_site_problem(request: web.Request, allowed: Collection[str]) -> str | None:
+    """Why a state-changing request is not from this viewer's own page, or None. The page's
+    origin is the host the request was sent to, or (behind a reverse proxy that rewrites the
+    ``Host``) one of the ``allowed`` names."""
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None and site.lower() not in SAME_ORIGIN:
         return f"Sec-Fetch-Site is {site[:20]!r}: only the viewer's own page may change state"
@@ -61,7 +65,8 @@ def cross_site_problem(request: web.Request) -> str | None:
     if origin is not None:
         scheme, _, rest = origin.strip().lower().partition("://")
         host = (request.headers.get("Host") or "").strip().lower()
-        if scheme not in ("http", "https") or rest.rstrip("/") != host:
+        rest = rest.rstrip("/")
+        if scheme not in ("http", "https") or (rest != host and host_name(rest) not in allowed):
             return (f"Origin {origin[:60]!r} is not this viewer's: only its own page may "
                     "change state")
     return None
@@ -82,7 +87,7 @@ def middleware(loopback_bind: bool, allowed_hosts: Collection[str]) -> Callable[
                                "viewer: it serves on loopback only (see --allow-host)")
         if request.method in SAFE_METHODS:
             return await handler(request)
-        problem = cross_site_problem(request)
+        problem = cross_site_problem(request, allowed)
         if problem is not None:
             return _refuse(403, "cross_site", problem)
         if request.content_type != "application/json":

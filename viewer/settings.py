@@ -49,10 +49,11 @@ class ViewerSettings(Section):
         "characters. None: no authentication, allowed on loopback only.",
     )
     allowed_hosts: list[str] = setting(
-        [], "Host names accepted in the Host header besides loopback ones (localhost, "
-        "127.0.0.1, ::1) while serving on a loopback address, e.g. the name a reverse proxy "
-        "on this machine forwards. Any other name is refused (421): that is how a page on a "
-        "name that resolves to 127.0.0.1 (DNS rebinding) is kept out.",
+        [], "Names the viewer is reached by through a reverse proxy: accepted in the Host "
+        "header besides loopback ones (localhost, 127.0.0.1, ::1) while serving on a loopback "
+        "address, and as the Origin of writes when the proxy rewrites the Host. Any other "
+        "name is refused (421): that is how a page on a name that resolves to 127.0.0.1 (DNS "
+        "rebinding) is kept out.",
     )
     page_size: int = setting(50, "Clips per page of the list.", ge=1, le=500)
     index_ttl_s: float = setting(

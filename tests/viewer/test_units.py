@@ -276,3 +276,21 @@ def test_cursors_and_etags_from_clients_are_checked() -> None:
     for bad in ('"0x8D"\r\nX-Evil: 1', "\x00", "é", "x" * 200, 5, ""):
         with pytest.raises(BadClipId, match="etag"):
             reviews.check_etag(bad)
+
+
+def test_writes_through_a_reverse_proxy_are_same_origin_for_an_allowed_name() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from viewer.guard import cross_site_problem, host_name, is_loopback_name
+
+    proxied = make_mocked_request("POST", "/api/reviews", headers={
+        "Host": "127.0.0.1:8090", "Origin": "https://viewer.depot"})
+    assert cross_site_problem(proxied, {"viewer.depot"}) is None
+    assert "Origin" in (cross_site_problem(proxied, set()) or "")
+    direct = make_mocked_request("PUT", "/api/reviews/x", headers={
+        "Host": "127.0.0.1:8090", "Origin": "http://127.0.0.1:8090",
+        "Sec-Fetch-Site": "same-origin"})
+    assert cross_site_problem(direct, set()) is None
+    assert host_name("[::1]:8090") == "::1" and host_name("LocalHost:1") == "localhost"
+    assert is_loopback_name("127.8.9.10") and is_loopback_name("a.localhost")
+    assert not is_loopback_name("127.0.0.1.nip.io") and not is_loopback_name("10.0.0.1")
