@@ -294,3 +294,10 @@ def test_writes_through_a_reverse_proxy_are_same_origin_for_an_allowed_name() ->
     assert host_name("[::1]:8090") == "::1" and host_name("LocalHost:1") == "localhost"
     assert is_loopback_name("127.8.9.10") and is_loopback_name("a.localhost")
     assert not is_loopback_name("127.0.0.1.nip.io") and not is_loopback_name("10.0.0.1")
+
+
+def test_token_comparison_takes_any_header_bytes() -> None:
+    from viewer.auth import _same
+
+    assert _same("s3cret-token-for-the-depot", "s3cret-token-for-the-depot")
+    assert not _same("\udcff\udcfe", "s3cret-token-for-the-depot")
