@@ -266,9 +266,11 @@ def test_zz_the_log_has_one_clean_line_per_event(hostile: tuple[ViewerProcess, l
                                                   azurite: Azurite) -> None:
     """Runs last in this module: everything above has written its lines."""
     server = hostile[0]
+    forged = b"GET /api/clips HTTP/1.1\r\nX-Evil: a\x00\r\n2026-01-01T00:00:00.000Z ERROR x\r\n\r\n"
+    assert raw(server, forged, 1.0)[0] == 400
     assert server.process.poll() is None
     text = server.log()
-    assert "http.bad_request" in text  # the raw requests above did reach the log, escaped
+    assert "http.bad_request" in text  # that request reached the log, as one escaped line
     for line in text.splitlines():
         assert LINE.match(line) and line.isprintable(), line[:300]
     for secret in (DEV_KEY, DEV_KEY[:20], "AccountKey=" + DEV_KEY[:5]):
