@@ -56,7 +56,7 @@ SPECS = [
     Spec("ev-c1", "train-0003", "cam-01", at(18, 12, 0), 0.66, "spraying"),
     Spec("ev-c2", "train-0003", "cam-02", at(17, 5, 0), 0.64, "passing", interrupted=True),
 ]
-INTERRUPTION = {"reason": "module restarted", "last_recorded_utc": None}
+REASON = "module restarted"
 GAP = {"at_s": 1.6, "missing_s": 2.4}
 
 
@@ -107,7 +107,7 @@ def sidecar(spec: Spec, video: Rendered) -> ClipSidecar:
         model={"name": "graffiti-demo", "version": "1.0.0"},
         thresholds={"min_score": 0.5}, detections=detections, max_score=spec.score,
         labels=["graffiti"], interrupted=spec.interrupted,
-        interruption={**INTERRUPTION, "last_recorded_utc": spec.start + timedelta(
+        interruption={"reason": REASON, "last_recorded_utc": spec.start + timedelta(
             seconds=SECONDS)} if spec.interrupted else None,
         gaps=[GAP] if spec.interrupted else [])
 
