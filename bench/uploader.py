@@ -41,6 +41,7 @@ from config.uploader import UploaderSettings
 from contracts.blob_layout import API_VERSION
 from contracts.messages import ClipUploaded, Message
 from infra.logs import setup_logging
+from infra.supervision import Workers
 from local_run.azurite import Azurite, connection_string, start_azurite
 from local_run.relay import ByteCounter
 from samples.clips import at, video_bytes, write_clip
@@ -59,6 +60,7 @@ class BenchHost:
         self.clips = 0
         self.done = threading.Event()
         self.expected = 0
+        self.workers = Workers()
 
     def send(self, message: Message) -> None:
         if isinstance(message, ClipUploaded):

@@ -17,13 +17,8 @@ from datetime import UTC
 from enum import StrEnum
 from urllib.parse import quote, unquote
 
-from contracts.clip import (
-    EVENT_ID_PATTERN,
-    SIDECAR_SUFFIX,
-    THUMBNAIL_SUFFIX,
-    VIDEO_SUFFIX,
-    ClipSidecar,
-)
+from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
+from contracts.identifiers import EVENT_ID_MAX, NAME_MAX, BadIdentifier, check_identifier
 
 #: The newest Storage API version Blob Storage on IoT Edge accepts (the cloud accepts it too).
 API_VERSION = "2019-07-07"
@@ -59,6 +54,8 @@ class Meta(StrEnum):
     MODEL_NAME = "model_name"
     MODEL_VERSION = "model_version"
     SCHEMA_VERSION = "schema_version"
+    # "true" on the blobs of a recording recovered after a crash or a power cut (schema 2).
+    INTERRUPTED = "interrupted"
     # On the review blob, so the list shows review states without reading any review.
     REVIEW_STATE = "review_state"
     UPDATED_UTC = "updated_utc"
@@ -67,14 +64,14 @@ class Meta(StrEnum):
 # Characters kept as they are in metadata values; everything else is percent-encoded, because
 # metadata travels in HTTP headers, which must be printable ASCII.
 _METADATA_SAFE = " !#$&'()*+,-./:;<=>?@[]^_`{|}~"
-# One name segment is what the clip contract allows for train, camera and event ids: safe as a
-# file name, a blob name segment and a metadata value.
-_SEGMENT = EVENT_ID_PATTERN.removeprefix("^").removesuffix("$")
-SEGMENT = re.compile(rf"^{_SEGMENT}$")
+# The layout's shape; each name segment is then checked by the one identifier rule
+# (contracts.identifiers): train and camera ids as names, the stem as an event id.
 CLIP_ID = re.compile(
-    rf"^(?P<train>{_SEGMENT})/(?P<camera>{_SEGMENT})/(?P<year>\d{{4}})/(?P<month>\d{{2}})/"
-    rf"(?P<day>\d{{2}})/(?P<time>\d{{6}})_(?P<stem>{_SEGMENT})$"
+    r"^(?P<train>[^/]+)/(?P<camera>[^/]+)/(?P<year>\d{4})/(?P<month>\d{2})/"
+    r"(?P<day>\d{2})/(?P<time>\d{6})_(?P<stem>[^/]+)$", re.ASCII
 )
+# A stem is an event id plus at most a part suffix (``_p<N>``).
+STEM_MAX = EVENT_ID_MAX + 8
 
 
 class BadClipId(ValueError):
@@ -93,10 +90,13 @@ class ClipId:
 
     @classmethod
     def of(cls, sidecar: ClipSidecar) -> ClipId:
-        """Where the uploader puts the clip the sidecar describes."""
+        """Where the uploader puts the clip the sidecar describes; :class:`BadClipId` when
+        the sidecar's ids are not identifiers, so that no name is ever written that the
+        layout's reader would refuse."""
         start = sidecar.start_utc.astimezone(UTC)
-        return cls(sidecar.train_id, sidecar.camera_id, f"{start:%Y/%m/%d}", f"{start:%H%M%S}",
-                   sidecar.stem)
+        return cls(_segment(sidecar.train_id, "train id"),
+                   _segment(sidecar.camera_id, "camera id"), f"{start:%Y/%m/%d}",
+                   f"{start:%H%M%S}", _segment(sidecar.stem, "clip stem", STEM_MAX))
 
     def __str__(self) -> str:
         return f"{self.train}/{self.camera}/{self.day}/{self.time}_{self.stem}"
@@ -117,7 +117,9 @@ def blob_name(sidecar: ClipSidecar, suffix: str) -> str:
 def parse(text: str) -> ClipId:
     """The clip id in ``text``; :class:`BadClipId` for anything outside the layout, so a
     crafted id (``..``, absolute names, backslashes, percent-encoded tricks) can never become
-    the name of a blob outside it."""
+    the name of a blob outside it. This is the one reader of clip ids and blob names (the
+    viewer's paths, its listings, its cursors): each segment passes
+    :func:`contracts.identifiers.check_identifier` before any use."""
     if ".." in text or "\\" in text or "%" in text or text.startswith("/"):
         raise BadClipId("clip ids never contain '..', '\\', '%' or a leading '/'")
     match = CLIP_ID.match(text)
@@ -125,8 +127,17 @@ def parse(text: str) -> ClipId:
         raise BadClipId("not a clip id: expected <train>/<camera>/<YYYY>/<MM>/<DD>/"
                         "<HHMMSS>_<stem>")
     g = match.groupdict()
-    return ClipId(g["train"], g["camera"], f"{g['year']}/{g['month']}/{g['day']}", g["time"],
-                  g["stem"])
+    return ClipId(_segment(g["train"], "train id"), _segment(g["camera"], "camera id"),
+                  f"{g['year']}/{g['month']}/{g['day']}", g["time"],
+                  _segment(g["stem"], "clip stem", STEM_MAX))
+
+
+def _segment(value: str, what: str, max_length: int = NAME_MAX) -> str:
+    """One name segment by the identifier rule, as a :class:`BadClipId` (answered 400)."""
+    try:
+        return check_identifier(value, what, max_length=max_length)
+    except BadIdentifier as exc:
+        raise BadClipId(str(exc)) from None
 
 
 def split_blob(name: str) -> tuple[ClipId, str] | None:
@@ -141,10 +152,10 @@ def split_blob(name: str) -> tuple[ClipId, str] | None:
 
 
 def check_segment(value: str, what: str) -> str:
-    """A train or camera id from a filter: one name segment, nothing that widens a prefix."""
-    if not SEGMENT.match(value) or ".." in value:
-        raise BadClipId(f"{what} {value!r} is not a valid id")
-    return value
+    """A train or camera id from a filter: one identifier, nothing that widens a prefix."""
+    if ".." in value:
+        raise BadClipId(f"{what} {value[:40]!r} is not a valid identifier: it holds '..'")
+    return _segment(value, what)
 
 
 def encode_metadata(values: Mapping[str, str]) -> dict[str, str]:
@@ -174,6 +185,7 @@ def blob_metadata(sidecar: ClipSidecar) -> dict[str, str]:
         Meta.MODEL_NAME: sidecar.model.name,
         Meta.MODEL_VERSION: sidecar.model.version,
         Meta.SCHEMA_VERSION: str(sidecar.schema_version),
+        Meta.INTERRUPTED: "true" if sidecar.interrupted else "false",
     })
 
 

@@ -10,10 +10,13 @@ one place that reads the SDK's exceptions. Nothing here ever quotes a connection
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from azure.core.exceptions import (
+    ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
@@ -35,12 +38,38 @@ Client = TypeVar("Client", "BlobServiceClient", "AsyncBlobServiceClient")
 
 
 class ConnectionStringError(ValueError):
-    """No connection string, or one the SDK cannot read (its own message may quote it)."""
+    """No connection string, or one the SDK cannot read (its own message may quote it).
+    ``problem`` says what is wrong with it, without quoting any of it."""
 
-    def __init__(self, missing: bool) -> None:
+    def __init__(self, missing: bool, problem: str | None = None) -> None:
         super().__init__("no storage connection string" if missing
-                         else "the storage connection string is not valid")
+                         else f"the storage connection string is not valid: {problem}"
+                         if problem else "the storage connection string is not valid")
         self.missing = missing
+        self.problem = problem
+
+
+def key_problem(connection_string: str) -> str | None:
+    """What is wrong with the connection string's ``AccountKey``, or None.
+
+    The SDK takes any text as a key and only fails when it signs a request, on every request,
+    with an error that looks like a refusal by the service. A key is the base64 of the
+    account's secret, so anything else can be told at once, and said as a setting error."""
+    parts = dict(part.partition("=")[::2] for part in connection_string.split(";") if part)
+    keys = {name.lower(): value for name, value in parts.items()}
+    if "accountkey" not in keys:
+        return None
+    key = keys["accountkey"].strip()
+    if not key:
+        return "AccountKey is empty"
+    try:
+        secret = base64.b64decode(key, validate=True)
+    except binascii.Error:
+        return (f"AccountKey is not valid base64 ({len(key)} characters; a storage key is "
+                "the 88-character base64 text the account shows)")
+    if not secret:
+        return "AccountKey is empty"
+    return None
 
 
 def describe(client: BlobServiceClient | AsyncBlobServiceClient, container: str) -> str:
@@ -86,6 +115,9 @@ def _from_connection_string(cls: type[Client], connection_string: SecretStr | No
     secret = connection_string.get_secret_value() if connection_string is not None else ""
     if not secret:
         raise ConnectionStringError(missing=True)
+    problem = key_problem(secret)
+    if problem is not None:
+        raise ConnectionStringError(missing=False, problem=problem)
     try:
         return cls.from_connection_string(secret, api_version=api_version, retry_total=0,
                                           connection_timeout=timeout_s, read_timeout=timeout_s,
@@ -99,6 +131,11 @@ def classify(exc: StorageException) -> StorageFailure:
     error, detail = type(exc).__name__, (str(exc).strip().splitlines() or [""])[0][:300]
     if isinstance(exc, ServiceRequestError | ServiceResponseError):
         return StorageFailure("unreachable", None, None, error, detail)
+    if isinstance(exc, ClientAuthenticationError) and exc.status_code is None:
+        # The request could not even be signed (a key the SDK cannot use): no answer, but
+        # waiting will not help either.
+        return StorageFailure("auth", None, None, error, "the credentials cannot sign a "
+                              "request")
     status = exc.status_code or 0
     code = str(exc.error_code.value if hasattr(exc.error_code, "value")
                else exc.error_code or "") or None

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from contracts.blob_layout import BadClipId, ClipId
 from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
 
 CLIP_SUFFIXES = (VIDEO_SUFFIX, THUMBNAIL_SUFFIX, SIDECAR_SUFFIX)
@@ -59,11 +60,16 @@ def read_sidecar(path: Path) -> ClipSidecar:
     except (UnicodeDecodeError, ValueError) as exc:
         raise CorruptClip(f"sidecar is not JSON: {exc}") from None
     try:
-        return ClipSidecar.model_validate(doc)
+        sidecar = ClipSidecar.model_validate(doc)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
                              for e in exc.errors()[:5])
         raise CorruptClip(f"sidecar does not follow the clip contract: {problems}") from None
+    try:
+        ClipId.of(sidecar)  # its ids become blob names: the layout's reader must accept them
+    except BadClipId as exc:
+        raise CorruptClip(f"sidecar ids cannot name blobs: {exc}") from None
+    return sidecar
 
 
 def check_clip(files: ClipFiles, sidecar: ClipSidecar) -> None:

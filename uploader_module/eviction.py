@@ -17,7 +17,7 @@ from infra.logs import event
 from uploader_module.claims import Claims
 from uploader_module.clipset import CorruptClip, read_sidecar
 from uploader_module.outbox import MB, Entry, Scan
-from uploader_module.quota import choose_evictions
+from uploader_module.quota import choose_evictions, stem_time
 from uploader_module.retention import LocalErrors, delete_clip
 from uploader_module.status import UploadStatus
 
@@ -33,17 +33,20 @@ class QuotaKeeper:
         self._status = status
         self._send = send
         self._on_error = on_error
-        # A pending clip's max score by stem, valid while its mtime is unchanged: the lowest-
-        # score policy would otherwise read every sidecar on every pass over the quota.
-        self._scores: dict[str, tuple[float, float | None]] = {}
+        # A pending clip's (max score, capture time) by stem, valid while its mtime is
+        # unchanged: the policies would otherwise read every sidecar on every pass over quota.
+        self._facts: dict[str, tuple[float, float | None, float]] = {}
 
     def enforce(self, scan: Scan, outbox: OutboxSettings) -> bool:
         """Bring the outbox under ``outbox.quota_mb``; whether any clip was deleted."""
         quota = int(outbox.quota_mb * MB)
         if scan.used_bytes <= quota:
             return False
+        pending = {e.stem for e in scan.pending}
+        self._facts = {stem: facts for stem, facts in self._facts.items() if stem in pending}
         with self._claims.held() as busy:
-            purge, evict = choose_evictions(scan, quota, outbox.eviction, busy, self._score)
+            purge, evict = choose_evictions(scan, quota, outbox.eviction, busy, self._score,
+                                            self._captured)
             for entry in purge:
                 delete_clip(entry.files, "quota", self._on_error)
             for entry in evict:
@@ -69,12 +72,22 @@ class QuotaKeeper:
                                quota_bytes=quota))
 
     def _score(self, entry: Entry) -> float | None:
-        cached = self._scores.get(entry.stem)
+        return self._read(entry)[0]
+
+    def _captured(self, entry: Entry) -> float:
+        return self._read(entry)[1]
+
+    def _read(self, entry: Entry) -> tuple[float | None, float]:
+        """(max score or None, capture time) of a pending clip, from its sidecar (start_utc);
+        unreadable, the event id's time, else the file time."""
+        cached = self._facts.get(entry.stem)
         if cached is not None and cached[0] == entry.mtime:
-            return cached[1]
+            return cached[1], cached[2]
         try:
-            score: float | None = read_sidecar(entry.files.sidecar).max_score
+            sidecar = read_sidecar(entry.files.sidecar)
+            score: float | None = sidecar.max_score
+            captured = sidecar.start_utc.timestamp()
         except (CorruptClip, OSError):
-            score = None
-        self._scores[entry.stem] = (entry.mtime, score)
-        return score
+            score, captured = None, stem_time(entry.stem) or entry.mtime
+        self._facts[entry.stem] = (entry.mtime, score, captured)
+        return score, captured

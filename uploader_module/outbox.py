@@ -2,8 +2,8 @@
 
 The queue lives on disk and nowhere else, so it survives restarts and grows with an outage
 without growing the process. A scan is a directory listing and a stat per file; nothing is
-read, so scanning often is cheap. ``quarantine/`` and ``uploaded/`` are sub-folders of the
-outbox that the camera never writes to.
+read, so scanning often is cheap. ``quarantine/``, ``uploaded/`` and ``announced/`` are
+sub-folders of the outbox that the camera never writes to.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from contracts.clip import SIDECAR_SUFFIX
+from uploader_module.announced import ANNOUNCED
 from uploader_module.clipset import CLIP_SUFFIXES, ClipFiles
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class Outbox:
         self.uploaded = root / UPLOADED
 
     def create(self) -> None:
-        for folder in (self.root, self.quarantine):
+        for folder in (self.root, self.quarantine, self.root / ANNOUNCED):
             folder.mkdir(parents=True, exist_ok=True)
 
     def scan(self) -> Scan:

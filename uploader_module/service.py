@@ -4,11 +4,20 @@ Threads and their jobs:
 
 * workers (``upload.max_concurrency``): claim the oldest pending clip, check it, upload video,
   thumbnail and sidecar (in that order, so a sidecar in blob storage means a complete clip),
-  confirm each blob, then tell the cloud (output ``clips``) and remove the local files;
+  confirm each blob, then tell the cloud (output ``clips``), mark the clip announced
+  (:mod:`uploader_module.announced`, so a crash never announces it twice) and remove the
+  local files;
 * housekeeping (:mod:`uploader_module.housekeeping`): scans the outbox (at start, every
   ``outbox.scan_interval_s`` and soon after a file-system event), enforces the quota, reports
   leftovers and a low disk;
 * the watchdog observer, which only hurries the other two.
+
+Workers and housekeeping run under the runtime's supervisor (``host.workers``): an exception
+that escapes one is logged with its traceback, alerted (``worker.failed``) and the thread
+restarted with backoff; one that keeps failing ends the module so that IoT Edge restarts it.
+An unexpected failure on one clip is not one of those: it is reported (``lastError`` kind
+``internal``, counted in ``internalErrors``, the traceback logged once per error) and the clip
+retried later, so one clip that trips a bug never stops the others.
 
 The queue is the outbox folder itself; memory holds only which clips are being uploaded now
 and which are waiting out a retry delay (:mod:`uploader_module.claims`), so an outage of hours
@@ -32,9 +41,11 @@ from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipS
 from contracts.messages import ClipQuarantined, ClipUploaded, Message, UploadedBlob
 from edge_link.runtime import MethodHandler, ModuleService
 from infra.durable import replace_durably
-from infra.logs import event
+from infra.logs import event, event_with_traceback
+from infra.supervision import Workers
 from infra.throttle import KB, Throttle
 from uploader_module import gate as gates
+from uploader_module.announced import Announcements
 from uploader_module.blocks import FilePlan, plan_file
 from uploader_module.claims import Claims
 from uploader_module.clipset import ClipFiles, CorruptClip, check_clip, check_video, read_sidecar
@@ -58,6 +69,9 @@ class Host(Protocol):
 
     def status_changed(self) -> None: ...
 
+    @property
+    def workers(self) -> Workers: ...
+
 
 class UploaderService(ModuleService[UploaderSettings]):
     """Drains the outbox into blob storage; see the module docstring for the threads."""
@@ -71,6 +85,7 @@ class UploaderService(ModuleService[UploaderSettings]):
                                        settings.upload.retry.max_s)
         self.throttle = Throttle.kbps(settings.upload.bandwidth_kbps)
         self.claims = Claims()
+        self.announcements = Announcements(settings.outbox.dir)
         self._stop = threading.Event()
         self._started = False
         self._work = threading.Condition()
@@ -80,9 +95,12 @@ class UploaderService(ModuleService[UploaderSettings]):
         self._target: BlobTarget | None = None
         self._target_error: StorageError | None = None
         self._workers: list[threading.Thread] = []
+        # The last unexpected error per clip: its traceback is logged once, not every retry.
+        self._bugs: dict[str, str] = {}
         self.housekeeper = Housekeeper(
             self.outbox, lambda: self.settings, claims=self.claims, status=self.upload_status,
-            send=host.send, on_error=self._local_error, after_pass=self._after_housekeeping)
+            send=host.send, on_error=self._local_error, after_pass=self._after_housekeeping,
+            announcements=self.announcements)
         self._watch: OutboxWatch | None = None
 
     @property
@@ -108,10 +126,9 @@ class UploaderService(ModuleService[UploaderSettings]):
         except OSError as exc:
             event(log, logging.ERROR, "outbox.watch_failed", folder=self.outbox.root,
                   error=str(exc), action="periodic scans only")
-        # One pass before any worker claims a clip: the quota acts on what the outbox holds at
+        # The workers wait for the first pass: the quota acts on what the outbox holds at
         # start (oldest first) rather than on whatever the workers have not grabbed yet.
-        self.housekeeper.run_once()
-        self.housekeeper.start()
+        self.housekeeper.start(self.host.workers)
         self._started = True
         self._add_workers(self.settings.upload.max_concurrency)
         event(log, logging.INFO, "uploader.started", outbox=self.outbox.root,
@@ -181,12 +198,13 @@ class UploaderService(ModuleService[UploaderSettings]):
 
     def _add_workers(self, count: int) -> None:
         while len(self._workers) < count:
-            thread = threading.Thread(target=self._worker, args=(len(self._workers),),
-                                      name=f"uploader-{len(self._workers)}", daemon=True)
-            self._workers.append(thread)
-            thread.start()
+            index = len(self._workers)
+            self._workers.append(self.host.workers.spawn(f"uploader-{index}",
+                                                         partial(self._worker, index)))
 
     def _worker(self, index: int) -> None:
+        """One upload worker's loop; it returns when the service stops."""
+        self.housekeeper.first_pass.wait()
         while not self._stop.is_set():
             with self._work:
                 seq = self._work_seq
@@ -194,18 +212,35 @@ class UploaderService(ModuleService[UploaderSettings]):
             # The target is taken after the wait: new settings may have replaced it meanwhile.
             if (index < self.settings.upload.max_concurrency and self.gate.wait_open(self._stop)
                     and (target := self._get_target()) is not None):
-                entry = self.claims.claim(self.outbox.scan().pending)
+                try:
+                    entry = self.claims.claim(self.outbox.scan().pending)
+                except OSError as exc:  # the outbox cannot be listed: report, try later
+                    self._local_error(exc, None)
             if entry is None or target is None:
                 self._idle(seq)
                 continue
             try:
                 self._process(target, entry.files)
-            except Exception:
-                # A bug must not end the worker: the clip stays and is retried later.
-                log.exception("upload.unexpected_error stem=%s", entry.stem)
-                self.claims.defer(entry.stem, self.settings.upload.retry.max_s)
+            except Exception as exc:  # noqa: BLE001 - one clip's bug must not stop the others
+                self._clip_bug(entry.stem, exc)
             finally:
                 self.claims.release(entry.stem)
+
+    def _clip_bug(self, stem: str, exc: Exception) -> None:
+        """An unexpected failure on one clip: reported as an error, the clip retried later;
+        the traceback is logged the first time this clip fails this way."""
+        error = f"{type(exc).__name__}: {exc}"[:200]
+        if self._bugs.get(stem) != error:
+            event_with_traceback(log, logging.ERROR, "upload.unexpected_error", exc, stem=stem,
+                                 action="retried later")
+        else:
+            event(log, logging.ERROR, "upload.unexpected_error", stem=stem, error=error,
+                  action="retried later", traceback="logged before")
+        self._bugs[stem] = error
+        self.upload_status.count("internalErrors")
+        self.upload_status.error("internal", error, stem)
+        self.claims.defer(stem, self.settings.upload.retry.max_s)
+        self.host.status_changed()
 
     def _idle(self, seq: int) -> None:
         with self._work:
@@ -230,6 +265,12 @@ class UploaderService(ModuleService[UploaderSettings]):
         started = time.monotonic()
         try:
             sidecar = read_sidecar(files.sidecar)
+            if self.announcements.sent(stem, sidecar.video.sha256):
+                # Announced before a crash cut the clean-up short: only the clean-up is left.
+                event(log, logging.INFO, "upload.already_announced", event_id=sidecar.event_id,
+                      stem=stem, action="local files removed, no second message")
+                self._clean_up(files)
+                return
             results = self._upload(target, files, sidecar)
         except CorruptClip as exc:
             self._quarantine(files, exc.reason, sidecar)
@@ -254,8 +295,10 @@ class UploaderService(ModuleService[UploaderSettings]):
         target.ensure_container()
         if not files.video.exists() and target.confirmed(
                 names[SIDECAR_SUFFIX], plan_file(files.sidecar, target.block_bytes)):
-            # A crash cut the clean-up short after the upload: the sidecar goes last, so the
-            # clip is complete in storage. Finish it (the message may go twice).
+            # The video is gone, the sidecar is not: a clean-up cut short by a crash without an
+            # announced marker (it could not be written, or an older version left the clip).
+            # The sidecar goes last, so the clip is complete in storage: announce it (nothing
+            # says it was).
             event(log, logging.INFO, "upload.already_stored", event_id=sidecar.event_id,
                   stem=files.stem)
             return [PutResult(names[s], target.size_of(names[s]), 0, 0, 0, True)
@@ -279,17 +322,22 @@ class UploaderService(ModuleService[UploaderSettings]):
                 results: list[PutResult], seconds: float) -> None:
         total = sum(r.bytes for r in results)
         sent = sum(r.bytes_sent for r in results)
-        self.host.send(ClipUploaded(
+        message = ClipUploaded(
             event_id=sidecar.event_id, part=sidecar.part, stem=files.stem,
             train_id=sidecar.train_id, camera_id=sidecar.camera_id,
             start_utc=sidecar.start_utc, max_score=sidecar.max_score, labels=sidecar.labels,
             model_version=sidecar.model.version, container=target.container, bytes=total,
             blobs=[UploadedBlob(name=r.name, bytes=r.bytes,
                                 content_type=CONTENT_TYPES[os.path.splitext(r.name)[1]])
-                   for r in results]))
-        kept = self._remove_local(files)
+                   for r in results])
+        self.host.send(message)
+        try:
+            self.announcements.record(files.stem, message.message_id(), sidecar.video.sha256)
+        except OSError as exc:  # the message is out: go on, a crash now may repeat it
+            event(log, logging.ERROR, "upload.announce_mark_failed", stem=files.stem,
+                  error=str(exc), errno=exc.errno)
+        kept = self._clean_up(files)
         self.gate.succeeded()
-        self.claims.done(files.stem)
         self.upload_status.state(gates.OK)
         self.upload_status.success(sidecar.event_id, files.stem, total)
         event(log, logging.INFO, "upload.done", event_id=sidecar.event_id, stem=files.stem,
@@ -298,6 +346,19 @@ class UploaderService(ModuleService[UploaderSettings]):
               mb_per_s=round(sent / MB / seconds, 2) if seconds > 0 else None,
               local="kept" if kept else "deleted")
         self.host.status_changed()
+
+    def _clean_up(self, files: ClipFiles) -> bool:
+        """Remove (or keep) an announced clip's local files, then its announced marker;
+        whether the files were kept."""
+        kept = self._remove_local(files)
+        if not files.sidecar.exists():
+            try:
+                self.announcements.forget(files.stem)
+            except OSError as exc:
+                self._local_error(exc, None)  # the next housekeeping pass prunes it
+        self.claims.done(files.stem)
+        self._bugs.pop(files.stem, None)
+        return kept
 
     def _remove_local(self, files: ClipFiles) -> bool:
         """Delete the clip's files, or move them to ``uploaded/`` to be kept for a while.

@@ -24,8 +24,8 @@ class UploadStatus:
             "state": "starting", "retryInS": 0.0, "pendingClips": 0, "pendingBytes": 0,
             "oldestPendingAgeS": None,
             "uploading": 0, "uploadedClips": 0, "uploadedBytes": 0, "quarantinedClips": 0,
-            "evictedClips": 0, "incompleteClips": 0, "outboxBytes": 0, "diskFreeBytes": None,
-            "diskLow": False, "lastSuccess": None, "lastError": None,
+            "evictedClips": 0, "incompleteClips": 0, "internalErrors": 0, "outboxBytes": 0,
+            "diskFreeBytes": None, "diskLow": False, "lastSuccess": None, "lastError": None,
         }
 
     def outbox(self, scan: Scan, *, uploading: int, leftovers: int, disk_free: int | None,

@@ -77,7 +77,8 @@ class BlobTarget:
             raise StorageError("config", "no storage connection string: set "
                                "UPLOADER_UPLOAD__CONNECTION_STRING or upload.connection_string"
                                if exc.missing else "upload.connection_string is not a valid "
-                               "storage connection string") from None
+                               "storage connection string" +
+                               (f": {exc.problem}" if exc.problem else "")) from None
         self.container = upload.container
         self.endpoint = describe(self.client, upload.container)
         self._container = self.client.get_container_client(upload.container)
@@ -213,6 +214,9 @@ class BlobTarget:
     def _error(self, failure: StorageFailure) -> StorageError:
         if failure.code == "ContainerNotFound":
             self._ready = False  # deleted behind our back: create it again next time
+        if failure.kind == "auth" and failure.status is None:
+            return StorageError("auth", f"the credentials for {self.endpoint} cannot sign a "
+                                "request; check upload.connection_string")
         if failure.status is None:
             return StorageError("unreachable", f"{self.endpoint} unreachable: "
                                 f"{failure.error}: {failure.detail}")

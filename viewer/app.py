@@ -1,9 +1,12 @@
 """The viewer's HTTP server: the page, the clip API, the video proxy, reviews and export.
 
 aiohttp, like the detector's Web API. Every error is JSON ``{"error": kind, "message": text}``:
-a bad id or filter is 400, an unknown clip 404, a review written in between 409, the blob
-endpoint away 503 naming the endpoint (never the key); an unexpected failure is logged and
-answered 500 without a traceback. Blob names are only ever built from checked clip ids.
+a bad id, filter or body is 400, an unknown clip 404, a review written in between 409, the
+blob endpoint away 503 naming the endpoint (never the key); an unexpected failure is logged
+and answered 500 without a traceback. Blob names are only ever built from checked clip ids.
+What storage holds is untrusted too: a sidecar that does not follow the clip contract is
+answered as unreadable (the video still plays), and no answer carries a non-finite number
+(``NaN`` is not JSON, and one would break the page's whole list).
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from contracts.blob_layout import CONTENT_TYPES, BadClipId, ClipId, parse
-from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX
+from contracts.clip import THUMBNAIL_SUFFIX, VIDEO_SUFFIX
 from infra.logs import event
-from viewer import auth, export, reviews
+from viewer import auth, export, guard, reviews
 from viewer.catalog import Catalog, Filters
 from viewer.ranges import Unsatisfiable, parse_range
-from viewer.settings import ViewerSettings
+from viewer.settings import ViewerSettings, is_loopback
 from viewer.store import AzureStore, Store, StoreError, Unavailable
+from viewer.summary import read_sidecar
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -36,10 +41,20 @@ SETTINGS: web.AppKey[ViewerSettings] = web.AppKey("settings", ViewerSettings)
 _CHUNK = 256 * 1024
 
 
+def _dumps(value: Any) -> str:
+    # Every value has been checked where it entered (summaries, the sidecar model), so a
+    # non-finite number here is a bug: a loud 500 rather than NaN, which is not JSON.
+    return json.dumps(value, allow_nan=False)
+
+
+def answer(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer that is strictly JSON (no NaN, no Infinity)."""
+    return web.json_response(doc, status=status, headers=headers, dumps=_dumps)
+
+
 def _error(status: int, kind: str, message: str,
            headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": kind, "message": message}, status=status,
-                             headers=headers)
+    return answer({"error": kind, "message": message}, status, headers)
 
 
 @web.middleware
@@ -80,7 +95,7 @@ async def index(request: web.Request) -> web.StreamResponse:
 async def health(request: web.Request) -> web.Response:
     store = request.app[STORE]
     await store.folders("")
-    return web.json_response({"ok": True, "storage": store.describe})
+    return answer({"ok": True, "storage": store.describe})
 
 
 async def list_clips(request: web.Request) -> web.Response:
@@ -93,22 +108,19 @@ async def list_clips(request: web.Request) -> web.Response:
     if not 1 <= limit <= 500:
         raise BadClipId("limit must be between 1 and 500")
     page = await request.app[CATALOG].page(filters, limit, request.query.get("cursor") or None)
-    return web.json_response(page.to_json())
+    return answer(page.to_json())
 
 
 async def clip_detail(request: web.Request) -> web.Response:
     clip = _clip(request)
     store = request.app[STORE]
     summary = await request.app[CATALOG].clip(clip)
-    data, _ = await store.read(clip.blob(SIDECAR_SUFFIX))
-    try:
-        sidecar = json.loads(data)
-    except ValueError:
-        return _error(502, "bad_sidecar", f"the sidecar of {clip} is not JSON")
+    sidecar, problem = await read_sidecar(store, clip)
     review, etag = await reviews.read(store, clip)
-    return web.json_response({"clip": summary.to_json(), "sidecar": sidecar,
-                              "review": review.to_json() if review else None,
-                              "review_etag": etag})
+    return answer({"clip": summary.to_json(),
+                   "sidecar": sidecar.model_dump(mode="json") if sidecar else None,
+                   "sidecar_problem": problem,
+                   "review": review.to_json() if review else None, "review_etag": etag})
 
 
 async def _send_blob(request: web.Request, name: str, content_type: str) -> web.StreamResponse:
@@ -161,7 +173,9 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
     except ValueError:
-        raise BadClipId("the body must be JSON") from None
+        raise BadClipId("the body must be JSON (UTF-8)") from None
+    except RecursionError:
+        raise BadClipId("the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadClipId("the body must be a JSON object")
     return body
@@ -174,9 +188,10 @@ async def put_review(request: web.Request) -> web.Response:
     if "etag" not in body:
         raise BadClipId("etag is required: the review_etag you loaded, or null if the clip "
                         "had no review")
+    loaded = reviews.check_etag(body["etag"])
     await request.app[CATALOG].clip(clip)  # 404 for an unknown clip, never a stray review
-    review, etag = await reviews.write(request.app[STORE], clip, state, note, body["etag"])
-    return web.json_response({"review": review.to_json(), "review_etag": etag})
+    review, etag = await reviews.write(request.app[STORE], clip, state, note, loaded)
+    return answer({"review": review.to_json(), "review_etag": etag})
 
 
 async def bulk_review(request: web.Request) -> web.Response:
@@ -184,9 +199,8 @@ async def bulk_review(request: web.Request) -> web.Response:
     state, note = reviews.check(body.get("state"), body.get("note"))
     results = await reviews.bulk(request.app[STORE], request.app[CATALOG], body.get("clips"),
                                  state, note)
-    return web.json_response({"results": results,
-                              "ok": sum(1 for r in results if r["ok"]),
-                              "failed": sum(1 for r in results if not r["ok"])})
+    return answer({"results": results, "ok": sum(1 for r in results if r["ok"]),
+                   "failed": sum(1 for r in results if not r["ok"])})
 
 
 async def export_zip(request: web.Request) -> web.StreamResponse:
@@ -223,11 +237,35 @@ def _zip(source: Path, archive: Path) -> None:
                 zf.write(path, path.relative_to(source).as_posix())
 
 
+class BadRequestLines(logging.Filter):
+    """aiohttp logs a request it cannot parse (a smuggling attempt, a header too large, a
+    control character) with a traceback, and the traceback text quotes the client's bytes. A
+    client must not be able to write lines into the viewer's log: such a record becomes one
+    ``http.bad_request`` line whose fields are escaped like every other field."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            detail = (str(exc.message).splitlines() or [""])[0][:200]
+            record.msg, record.args, record.exc_info = "http.bad_request", (), None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.fields = {"status": exc.code, "error": type(exc).__name__, "detail": detail}
+        return True
+
+
+def _one_line_bad_requests() -> None:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadRequestLines) for f in server_log.filters):
+        server_log.addFilter(BadRequestLines())
+
+
 def make_app(settings: ViewerSettings, store: Store | None = None) -> web.Application:
     """The viewer application on ``store`` (default: the container the settings name)."""
+    _one_line_bad_requests()
     token = settings.token.get_secret_value() if settings.token else None
-    app = web.Application(middlewares=[errors, auth.middleware(token)],
-                          client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[
+        errors, guard.middleware(is_loopback(settings.host), settings.allowed_hosts),
+        auth.middleware(token)], client_max_size=1024 * 1024)
     store = store or AzureStore(settings)
     app[STORE] = store
     app[CATALOG] = Catalog(store, settings.index_ttl_s)

@@ -24,7 +24,9 @@ def session_value(token: str) -> str:
 
 
 def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+    # Header bytes that are not UTF-8 reach us as surrogates: compared, never an error.
+    return hmac.compare_digest(a.encode(errors="surrogateescape"),
+                               b.encode(errors="surrogateescape"))
 
 
 def middleware(token: str | None) -> Callable[[web.Request, Handler], Awaitable[

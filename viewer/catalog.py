@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
 from contracts.blob_layout import (
@@ -30,15 +30,25 @@ from contracts.blob_layout import (
     check_segment,
     parse,
     split_blob,
-    split_labels,
 )
 from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX
 from viewer.store import Entry, Missing, Store
+from viewer.summary import ClipSummary, sort_key, summarize
 
 REVIEW_STATES = ("confirmed", "false_positive", "cleaned")
 UNREVIEWED = "unreviewed"
 STATE_FILTERS = (UNREVIEWED, "reviewed", *REVIEW_STATES)
-_DAY = re.compile(r"^\d{4}/\d{2}/\d{2}$")
+_DAY = re.compile(r"^\d{4}/\d{2}/\d{2}$", re.ASCII)
+_YEAR = re.compile(r"^\d{4}$", re.ASCII)
+_TWO = re.compile(r"^\d{2}$", re.ASCII)
+
+
+def _is_segment(name: str) -> bool:
+    try:
+        check_segment(name, "folder")
+    except BadClipId:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,9 @@ class Filters:
         return ((lo is None or day >= lo[:width]) and (hi is None or day <= hi[:width]))
 
     def keeps(self, clip: ClipSummary) -> bool:
-        if self.min_score is not None and clip.max_score < self.min_score:
+        """Whether the clip passes; one whose score is unreadable never passes a minimum."""
+        if self.min_score is not None and (clip.max_score is None
+                                           or clip.max_score < self.min_score):
             return False
         if self.state is None:
             return True
@@ -102,65 +114,10 @@ class Filters:
         return clip.review_state == self.state
 
 
-@dataclass
-class ClipSummary:
-    """One clip as the list shows it, from blob metadata only."""
-
-    id: ClipId
-    start_utc: str
-    max_score: float
-    labels: list[str]
-    event_id: str
-    part: int
-    model_version: str
-    duration_s: float | None
-    review_state: str
-    review_etag: str | None
-    thumbnail: bool
-    video_bytes: int
-
-    def sort_key(self) -> tuple[str, str, str, int, str]:
-        """Newest day first, then train, camera, newest time first within them."""
-        return sort_key(self.id)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": str(self.id), "train": self.id.train, "camera": self.id.camera,
-            "day": self.id.iso_day, "start_utc": self.start_utc, "duration_s": self.duration_s,
-            "max_score": self.max_score, "labels": self.labels, "event_id": self.event_id,
-            "part": self.part, "model_version": self.model_version,
-            "review_state": self.review_state, "review_etag": self.review_etag,
-            "thumbnail": self.thumbnail, "video_bytes": self.video_bytes,
-        }
-
-
-def sort_key(clip: ClipId) -> tuple[str, str, str, int, str]:
-    # Day order is handled by walking days newest first; the day is in the key only so that
-    # keys of different days never compare equal.
-    return (clip.day, clip.train, clip.camera, -int(clip.time), clip.stem)
-
-
-def _float(value: str | None, default: float = 0.0) -> float:
-    try:
-        return float(value) if value not in (None, "") else default
-    except ValueError:
-        return default
-
-
-def _duration(meta: Mapping[str, str]) -> float | None:
-    """From metadata when the uploader put it there (``duration_s``, or start/end)."""
-    if meta.get(Meta.DURATION_S):
-        return _float(meta[Meta.DURATION_S])
-    try:
-        start = datetime.fromisoformat(meta[Meta.START_UTC])
-        end = datetime.fromisoformat(meta[Meta.END_UTC])
-    except (KeyError, ValueError):
-        return None
-    return round((end - start).total_seconds(), 3)
-
-
 def assemble(entries: list[Entry]) -> list[ClipSummary]:
-    """Clips from the blobs of one prefix: complete clips (video and sidecar) only."""
+    """Clips from the blobs of one prefix: complete clips (video and sidecar) only. Blob
+    names outside the layout are ignored; metadata is read as untrusted
+    (:func:`viewer.summary.summarize`)."""
     parts: dict[ClipId, dict[str, Entry]] = {}
     for entry in entries:
         found = split_blob(entry.name)
@@ -171,25 +128,14 @@ def assemble(entries: list[Entry]) -> list[ClipSummary]:
         video, sidecar = blobs.get(VIDEO_SUFFIX), blobs.get(SIDECAR_SUFFIX)
         if video is None or sidecar is None:
             continue  # still uploading (the sidecar goes last) or not a clip
-        meta = sidecar.metadata or video.metadata
         review = blobs.get(REVIEW_SUFFIX)
         state = UNREVIEWED
         if review is not None:
             state = review.metadata.get(Meta.REVIEW_STATE, "")
             state = state if state in REVIEW_STATES else UNREVIEWED
-        try:
-            part = int(meta.get(Meta.PART, "1"))
-        except ValueError:
-            part = 1
-        clips.append(ClipSummary(
-            id=clip, start_utc=meta.get(Meta.START_UTC, ""),
-            max_score=_float(meta.get(Meta.MAX_SCORE)),
-            labels=split_labels(meta.get(Meta.LABELS, "")),
-            event_id=meta.get(Meta.EVENT_ID, clip.stem), part=part,
-            model_version=meta.get(Meta.MODEL_VERSION, ""), duration_s=_duration(meta),
-            review_state=state, review_etag=review.etag if review else None,
-            thumbnail=THUMBNAIL_SUFFIX in blobs, video_bytes=video.size,
-        ))
+        clips.append(summarize(clip, sidecar.metadata or video.metadata, review_state=state,
+                               review_etag=review.etag if review else None,
+                               thumbnail=THUMBNAIL_SUFFIX in blobs, video_bytes=video.size))
     return clips
 
 
@@ -204,7 +150,7 @@ def decode_cursor(token: str) -> tuple[str, ClipId]:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         doc = json.loads(raw)
         day, after = doc["day"], parse(doc["after"])
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
         raise BadClipId("cursor is not a continuation token from this viewer") from None
     if not isinstance(day, str) or not _DAY.match(day) or after.day != day:
         raise BadClipId("cursor is not a continuation token from this viewer")
@@ -247,20 +193,23 @@ class Catalog:
 
     async def days(self, filters: Filters) -> dict[str, list[tuple[str, str]]]:
         """Day folder -> the (train, camera) pairs that have it, in the filters' range."""
-        trains = [filters.train] if filters.train else await self._sub("")
+        # Folder names come from storage: only those the layout allows are walked into.
+        trains = [filters.train] if filters.train else [
+            t for t in await self._sub("") if _is_segment(t)]
         pairs: list[tuple[str, str]] = []
         for train in trains:
-            cameras = [filters.camera] if filters.camera else await self._sub(f"{train}/")
+            cameras = [filters.camera] if filters.camera else [
+                c for c in await self._sub(f"{train}/") if _is_segment(c)]
             pairs += [(train, camera) for camera in cameras]
 
         async def walk(train: str, camera: str) -> list[str]:
             base = f"{train}/{camera}/"
             found = []
             for year in await self._sub(base):
-                if not filters.day_in_range(year):
+                if not (_YEAR.match(year) and filters.day_in_range(year)):
                     continue
                 for month in await self._sub(f"{base}{year}/"):
-                    if not filters.day_in_range(f"{year}/{month}"):
+                    if not (_TWO.match(month) and filters.day_in_range(f"{year}/{month}")):
                         continue
                     found += [f"{year}/{month}/{d}" for d in await self._sub(
                         f"{base}{year}/{month}/") if filters.day_in_range(f"{year}/{month}/{d}")]

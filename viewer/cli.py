@@ -51,6 +51,10 @@ def _serve_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
                         help="TCP port (default 8090).")
     parser.add_argument("--token-file", type=Path, default=default(None),
                         help="File holding the access token (else GRAFFITI_VIEWER_TOKEN).")
+    parser.add_argument("--allow-host", action="append", dest="allowed_hosts",
+                        default=default([]), metavar="NAME",
+                        help="Host header name accepted besides loopback names on a loopback "
+                        "bind (e.g. a local reverse proxy's); may be repeated.")
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> ViewerSettings:
@@ -94,11 +98,13 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from viewer.app import make_app
+    from viewer.store import StoreError
 
     setup_logging("viewer", level=args.log_level)
     try:
         token = read_token(args.token_file)
-        settings = _settings(args, host=args.host, port=args.port, token=token)
+        settings = _settings(args, host=args.host, port=args.port, token=token,
+                             allowed_hosts=args.allowed_hosts)
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"viewer: {exc}\n")
         return 2
@@ -107,7 +113,11 @@ def _serve(args: argparse.Namespace) -> int:
         for problem in problems:
             sys.stderr.write(f"viewer: {problem}\n")
         return 2
-    app = make_app(settings)
+    try:
+        app = make_app(settings)
+    except StoreError as exc:
+        sys.stderr.write(f"viewer: {exc}\n")
+        return 2
     event(log, logging.INFO, "viewer.started", url=f"http://{settings.host}:{settings.port}/",
           container=settings.container, auth="token" if token else "none (loopback)")
     web.run_app(app, host=settings.host, port=settings.port, print=None,

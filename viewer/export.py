@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contracts.clip import SIDECAR_SUFFIX, VIDEO_SUFFIX, ClipSidecar, FrameDetections
+from contracts.clip import VIDEO_SUFFIX, ClipSidecar, FrameDetections
 from infra.logs import event
-from viewer.catalog import REVIEW_STATES, Catalog, ClipSummary, Filters
+from viewer.catalog import REVIEW_STATES, Catalog, Filters
 from viewer.store import Store
+from viewer.summary import ClipSummary, read_sidecar
 
 log = logging.getLogger(__name__)
 EXPORT_STATES = REVIEW_STATES
@@ -125,11 +126,10 @@ async def export(catalog: Catalog, store: Store, out: Path, states: Iterable[str
     async for clip in catalog.all(filters or Filters(state="reviewed")):
         if clip.review_state not in wanted:
             continue
-        data, _ = await store.read(clip.id.blob(SIDECAR_SUFFIX))
-        try:
-            sidecar = ClipSidecar.model_validate_json(data)
-        except ValueError:
-            event(log, logging.WARNING, "export.sidecar_invalid", clip=str(clip.id))
+        sidecar, problem = await read_sidecar(store, clip.id)
+        if sidecar is None:
+            event(log, logging.WARNING, "export.sidecar_invalid", clip=str(clip.id),
+                  reason=problem)
             result.skipped += 1
             continue
         video_bytes, _ = await store.read(clip.id.blob(VIDEO_SUFFIX))

@@ -27,12 +27,16 @@ from contracts.blob_layout import (
 )
 from infra.logs import event
 from viewer.catalog import REVIEW_STATES, Catalog
-from viewer.store import Conflict, Missing, Store, StoreError
+from viewer.store import Conflict, Missing, Store, StoreError, TooLarge
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 MAX_NOTE = 2000
 MAX_BULK = 500
+MAX_REVIEW_BYTES = 64 * 1024
+# An ETag as the storage service gives them: printable ASCII, short. Anything else from a
+# client (control characters, a megabyte) would go into an If-Match header.
+MAX_ETAG = 128
 
 
 @dataclass(frozen=True)
@@ -58,19 +62,41 @@ def check(state: object, note: object) -> tuple[str, str]:
     return str(state), note
 
 
+def check_etag(value: object) -> str | None:
+    """The ``etag`` a client sent (None: "no review yet"), or :class:`BadClipId`."""
+    if value is None:
+        return None
+    if (not isinstance(value, str) or not 0 < len(value) <= MAX_ETAG or not value.isascii()
+            or not value.isprintable()):
+        raise BadClipId(f"etag must be the review_etag the viewer gave (printable ASCII, at "
+                        f"most {MAX_ETAG} characters) or null")
+    return value
+
+
 async def read(store: Store, clip: ClipId) -> tuple[Review | None, str | None]:
     """The clip's review and its ETag, or (None, None) if it has none."""
     try:
-        data, etag = await store.read(clip.blob(REVIEW_SUFFIX))
+        data, etag = await store.read(clip.blob(REVIEW_SUFFIX), MAX_REVIEW_BYTES)
     except Missing:
         return None, None
+    except TooLarge:
+        return None, await _etag(store, clip)
     try:
         doc = json.loads(data)
-        return Review(str(doc["state"]), str(doc.get("note", "")),
-                      str(doc.get("updated_utc", ""))), etag
-    except (ValueError, KeyError, TypeError):
-        # Unreadable: show it as unreviewed, but keep the ETag so a save replaces it.
+        state, note = check(doc["state"], doc.get("note"))
+        updated = doc.get("updated_utc")
+        return Review(state, note, updated if isinstance(updated, str) else ""), etag
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        # Unreadable (storage is not trusted): shown as unreviewed, but the ETag is kept so
+        # that a save replaces it.
         return None, etag
+
+
+async def _etag(store: Store, clip: ClipId) -> str | None:
+    """The review blob's ETag, from a listing (its body is not read)."""
+    found = [e for e in await store.entries(clip.blob(REVIEW_SUFFIX))
+             if e.name == clip.blob(REVIEW_SUFFIX)]
+    return found[0].etag if found else None
 
 
 async def write(store: Store, clip: ClipId, state: str, note: str,
@@ -112,7 +138,8 @@ async def bulk(store: Store, catalog: Catalog, items: list[Any], state: str,
                 raise BadClipId("clip id must be text")
             clip = parse(raw)
             summary = await catalog.clip(clip)
-            etag = item.get("etag") if isinstance(item, dict) else summary.review_etag
+            etag = (check_etag(item.get("etag")) if isinstance(item, dict)
+                    else summary.review_etag)
             review, new_etag = await write(store, clip, state, note, etag)
             result.update(ok=True, status=200, review=review.to_json(), etag=new_etag)
         except BadClipId as exc:

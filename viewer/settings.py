@@ -48,6 +48,13 @@ class ViewerSettings(Section):
         None, f"Access token (from {TOKEN_ENV} or --token-file), at least {MIN_TOKEN_LENGTH} "
         "characters. None: no authentication, allowed on loopback only.",
     )
+    allowed_hosts: list[str] = setting(
+        [], "Names the viewer is reached by through a reverse proxy: accepted in the Host "
+        "header besides loopback ones (localhost, 127.0.0.1, ::1) while serving on a loopback "
+        "address, and as the Origin of writes when the proxy rewrites the Host. Any other "
+        "name is refused (421): that is how a page on a name that resolves to 127.0.0.1 (DNS "
+        "rebinding) is kept out.",
+    )
     page_size: int = setting(50, "Clips per page of the list.", ge=1, le=500)
     index_ttl_s: float = setting(
         30.0, "How long the list of train/camera/day folders is reused before it is listed "

@@ -58,6 +58,12 @@ class Conflict(StoreError):
     status, kind = 409, "conflict"
 
 
+class TooLarge(StoreError):
+    """A small blob (sidecar, review) that is not small: it is not read whole."""
+
+    status, kind = 502, "blob_too_large"
+
+
 @dataclass(frozen=True)
 class Entry:
     """One listed blob: its name, decoded metadata, ETag and size."""
@@ -81,8 +87,8 @@ class Store(Protocol):
         """Every blob whose name starts with ``prefix``, with metadata."""
         ...
 
-    async def read(self, name: str) -> tuple[bytes, str]:
-        """A whole (small) blob and its ETag."""
+    async def read(self, name: str, max_bytes: int | None = None) -> tuple[bytes, str]:
+        """A whole (small) blob and its ETag; :class:`TooLarge` past ``max_bytes``."""
         ...
 
     async def size(self, name: str) -> int:
@@ -133,7 +139,9 @@ class AzureStore:
         if failure.kind == "not_found":
             return Missing(f"{what}: not found ({code or 'BlobNotFound'})")
         if failure.kind == "auth":
-            return Denied(f"{self.describe} refused the credentials ({status} {code})".strip())
+            return Denied(f"the credentials for {self.describe} cannot sign a request"
+                          if status is None else
+                          f"{self.describe} refused the credentials ({status} {code})".strip())
         if failure.kind == "unreachable":
             return Unavailable(f"{self.describe} is not reachable ({failure.error})"
                                if status is None else
@@ -161,12 +169,19 @@ class AzureStore:
         except Missing:
             return []
 
-    async def read(self, name: str) -> tuple[bytes, str]:
+    async def read(self, name: str, max_bytes: int | None = None) -> tuple[bytes, str]:
         async def run() -> tuple[bytes, str]:
-            downloader = await self._container.download_blob(name)
+            # One byte more than allowed is asked for, so a blob too large is seen as such
+            # without downloading it whole.
+            downloader = await self._container.download_blob(
+                name, offset=0 if max_bytes is not None else None,
+                length=max_bytes + 1 if max_bytes is not None else None)
             data = await downloader.readall()
             return bytes(data), str(downloader.properties.etag or "")
-        return await self._call(name, run)
+        data, etag = await self._call(name, run)
+        if max_bytes is not None and len(data) > max_bytes:
+            raise TooLarge(f"{name} is larger than {max_bytes} bytes")
+        return data, etag
 
     async def size(self, name: str) -> int:
         async def run() -> int:

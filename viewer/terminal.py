@@ -63,8 +63,10 @@ def list_clips(args: argparse.Namespace, settings: ViewerSettings) -> int:
                      f"{'score':>5} {'review':<14} clip id\n")
     for clip in clips:
         duration = "" if clip.duration_s is None else f"{clip.duration_s:.1f}"
-        sys.stdout.write(f"{clip.start_utc[:25]:<25} {clip.id.train:<12} {clip.id.camera:<12} "
-                         f"{duration:>6} {clip.max_score:>5.2f} {clip.review_state:<14} "
+        score = "?" if clip.max_score is None else f"{clip.max_score:.2f}"
+        state = "unreadable" if clip.problems else clip.review_state
+        sys.stdout.write(f"{(clip.start_utc or '?')[:25]:<25} {clip.id.train:<12} "
+                         f"{clip.id.camera:<12} {duration:>6} {score:>5} {state:<14} "
                          f"{clip.id}\n")
     return 0
 

@@ -20,6 +20,7 @@ from config.store import Listener, changed_paths
 from config.uploader import UploaderSettings
 from contracts.messages import Message
 from edge_link.status import StatusReporter
+from infra.supervision import WorkerFailure, Workers
 from local_run.processes import stop_process
 from uploader_module.service import UploaderService
 
@@ -50,6 +51,10 @@ class FakeHost:
         self.sent: list[tuple[str, str, dict[str, Any]]] = []
         self.reported: dict[str, Any] = {}
         self.reporter = StatusReporter(self._report)
+        self.failures: list[WorkerFailure] = []
+        self.pokes = 0  # status changes: a housekeeping pass makes one
+        self.workers = Workers(self.failures.append, restart_initial_s=0.05,
+                               restart_max_s=0.2)
 
     @property
     def settings(self) -> UploaderSettings:
@@ -75,6 +80,8 @@ class FakeHost:
             self.sent.append((message.OUTPUT.value, message.TYPE, message.body()))
 
     def status_changed(self) -> None:
+        with self._lock:
+            self.pokes += 1
         self.reporter.poke()
 
     def _report(self, patch: dict[str, Any]) -> None:
@@ -132,6 +139,7 @@ class Running:
         if not self.stopped:
             self.stopped = True
             self.service.stop()
+            self.host.workers.stop()
             self.host.reporter.stop()
 
 

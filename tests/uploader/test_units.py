@@ -189,3 +189,61 @@ def test_gate_backs_off_once_per_wave_and_paces_auth_failures_slowly() -> None:
     assert gate.wait_open(threading.Event())
     gate.succeeded()
     assert gate.state == "ok"
+
+
+def test_sidecar_ids_that_cannot_name_blobs_make_the_clip_corrupt(tmp_path: Path) -> None:
+    doc = json.loads(write_clip(tmp_path, "ev-6", b"x").model_dump_json())
+    for field, value in (("camera_id", "c" * 65), ("train_id", "t" * 80)):
+        (tmp_path / "ev-6.json").write_text(json.dumps({**doc, field: value}))
+        with pytest.raises(CorruptClip, match="not a valid identifier"):
+            read_sidecar(tmp_path / "ev-6.json")
+
+
+def test_a_malformed_account_key_is_named_without_quoting_it() -> None:
+    from infra.blob_client import key_problem
+
+    base = "DefaultEndpointsProtocol=http;AccountName=a;AccountKey={};BlobEndpoint=http://x/a"
+    assert key_problem(base.format(base64.b64encode(b"k" * 64).decode())) is None
+    assert key_problem("UseDevelopmentStorage=true") is None
+    for key in ("not-base64!!", "abc", "YWJ", ""):
+        problem = key_problem(base.format(key))
+        assert problem is not None and "AccountKey" in problem
+        assert not key or key not in problem
+
+
+def test_a_request_that_cannot_be_signed_is_an_auth_failure() -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from infra.blob_client import classify
+
+    failure = classify(ClientAuthenticationError("Incorrect padding"))
+    assert failure.kind == "auth" and failure.status is None
+
+
+def test_capture_time_comes_from_the_event_id_when_the_sidecar_is_unreadable() -> None:
+    from uploader_module.quota import stem_time
+
+    assert stem_time("20261121T221507Z-cam-01-1a2b3c") == datetime(
+        2026, 11, 21, 22, 15, 7, tzinfo=UTC).timestamp()
+    assert stem_time("20261121T221507Z-cam-01-1a2b3c_p2") is not None
+    assert stem_time("ev-1") is None and stem_time("20261399T999999Z-x") is None
+    scan = Scan(pending=[_entry("a", 100, 10), _entry("b", 100, 1)])
+    captured = {"a": 1.0, "b": 5.0}
+    _, evict = choose_evictions(scan, 100, "oldest", set(), lambda e: 0.5,
+                                lambda e: captured[e.stem])
+    assert [e.stem for e in evict] == ["a"]
+
+
+def test_announced_markers_name_the_video_and_are_pruned_with_their_clip(
+        tmp_path: Path) -> None:
+    from uploader_module.announced import Announcements
+
+    marks = Announcements(tmp_path)
+    sidecar = write_clip(tmp_path, "ev-7", b"abc")
+    assert not marks.sent("ev-7", sidecar.video.sha256)
+    marks.record("ev-7", "clip.uploaded/ev-7/1", sidecar.video.sha256)
+    assert marks.sent("ev-7", sidecar.video.sha256)
+    assert not marks.sent("ev-7", "0" * 64)  # another video under the same stem
+    assert marks.prune() == []  # its clip is still there
+    (tmp_path / "ev-7.json").unlink()
+    assert marks.prune() == ["ev-7"] and not marks.sent("ev-7", sidecar.video.sha256)

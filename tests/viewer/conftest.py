@@ -16,7 +16,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "viewer"
 
 @pytest.fixture(scope="session")
 def clip_ids(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """Eight complete clips (three trains, several cameras and days), rendered once."""
+    """Nine complete clips (three trains, several cameras and days, one interrupted), rendered
+    once."""
     clips = make_clips(tmp_path_factory.mktemp("viewer-clips"))
     return upload(azurite.connection_string, clips)
 

@@ -61,6 +61,22 @@ class ViewerProcess:
         finally:
             conn.close()
 
+    def raw(self, method: str, path: str, body: bytes | None,
+            headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """One request with exactly this body and these headers (``Host`` included)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.putrequest(method, path, skip_host="Host" in headers,
+                            skip_accept_encoding=True)
+            for name, value in headers.items():
+                conn.putheader(name, value)
+            conn.putheader("Content-Length", str(len(body or b"")))
+            conn.endheaders(body)
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
     def json(self, method: str, path: str, body: Any = None,
              headers: dict[str, str] | None = None) -> tuple[int, Any]:
         status, _, data = self.request(method, path, body, headers)

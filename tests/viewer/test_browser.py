@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,11 @@ from tests.viewer.server import ROOT, ViewerProcess
 
 pytestmark = pytest.mark.integration
 CHROMIUM = Path("/usr/bin/chromium")
+# rebind.test resolves to 127.0.0.1 in this browser: a DNS rebinding attack, made real.
+REBIND = "rebind.test"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--host-resolver-rules=MAP {REBIND} 127.0.0.1"]
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +192,84 @@ def test_export_writes_automl_jsonl(viewer: ViewerProcess, clip_ids: list[str],
             assert 0 <= box["topX"] < box["bottomX"] <= 1
             assert 0 <= box["topY"] < box["bottomY"] <= 1
     assert "AccountKey" not in result.stdout + result.stderr
+
+
+def test_interrupted_clip_is_shown_as_such(page: Any, clip_ids: list[str],
+                                           artifacts: Path) -> None:
+    clip = next(c for c in clip_ids if c.endswith("_ev-c2"))
+    assert shown(page, len(clip_ids))
+    card = page.locator(f".clip[data-id='{clip}']")
+    assert card.locator(".flag.interrupted").inner_text() == "interrupted"
+    others = [c for c in clip_ids if c != clip]
+    assert all(page.locator(f".clip[data-id='{c}'] .flag").count() == 0 for c in others)
+    card.locator("img").click()
+    page.wait_for_selector("#clip-warning:not([hidden])")
+    warning = page.inner_text("#clip-warning")
+    assert "Recording interrupted (module restarted)" in warning
+    assert "Stream gap at 1.6 s: 2.4 s without video" in warning
+    assert page.locator("#timeline .gap").count() == 1
+    assert wait_until(lambda: page.evaluate("document.querySelector('#video').readyState") >= 2,
+                      15)
+    page.screenshot(path=str(artifacts / "interrupted.png"))
+    # Another clip does not inherit the warning.
+    page.click(f".clip[data-id='{others[0]}'] img")
+    assert wait_until(lambda: page.is_hidden("#clip-warning"), 10)
+
+
+def _saved(viewer: ViewerProcess, clip: str) -> int:
+    """How many times the viewer's log says it saved a review of ``clip``."""
+    return sum(" review.saved " in line and f"clip={clip}" in line
+               for line in viewer.log().splitlines())
+
+
+class _OtherPage(BaseHTTPRequestHandler):
+    """Another local web page (another tool, another port)."""
+
+    def do_GET(self) -> None:
+        body = b"<!doctype html><title>another local page</title>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test's output is the viewer's."""
+
+
+def test_another_local_origin_cannot_change_a_review(browser: Any, viewer: ViewerProcess,
+                                                     clip_ids: list[str]) -> None:
+    clip = next(c for c in clip_ids if c.endswith("_ev-a4"))
+    before = viewer.json("GET", f"/api/clips/{clip}")[1]["review_etag"]
+    saved_before = _saved(viewer, clip)
+    # A real page on another loopback port (served from loopback, as another local tool's
+    # page would be: Chromium lets loopback pages reach loopback addresses).
+    other = ThreadingHTTPServer(("127.0.0.1", 0), _OtherPage)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    context = browser.new_context()
+    tab = context.new_page()
+    tab.goto(f"http://127.0.0.1:{other.server_address[1]}/")
+    for method, path, body in (
+            ("POST", "/api/reviews", {"clips": [clip], "state": "cleaned"}),
+            ("PUT", f"/api/reviews/{clip}", {"state": "cleaned", "etag": before})):
+        tab.evaluate("""async ([url, method, body]) => {
+            try {
+                await fetch(url, {method, mode: "no-cors", credentials: "include",
+                                  headers: {"Content-Type": "text/plain"},
+                                  body: JSON.stringify(body)});
+            } catch (e) { /* refused or opaque: either way nothing may change */ }
+        }""", [viewer.url + path, method, body])
+    context.close()
+    other.shutdown()
+    other.server_close()
+    assert viewer.json("GET", f"/api/clips/{clip}")[1]["review_etag"] == before
+    assert _saved(viewer, clip) == saved_before
+
+
+def test_a_rebound_host_name_is_refused(browser: Any, viewer: ViewerProcess) -> None:
+    context = browser.new_context()
+    tab = context.new_page()
+    response = tab.goto(f"http://{REBIND}:{viewer.port}/api/clips")
+    assert response is not None and response.status == 421
+    assert "misdirected" in tab.content()
+    context.close()

@@ -6,6 +6,7 @@ import io
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -198,3 +199,77 @@ def test_storage_down_is_503_naming_the_endpoint(tmp_path: Path) -> None:
         server.stop()
         azurite.stop()
     assert "Traceback" not in server.log()
+
+
+def _review_state(viewer: ViewerProcess, clip: str) -> Any:
+    status, detail = viewer.json("GET", f"/api/clips/{clip}")
+    assert status == 200
+    return detail["review"], detail["review_etag"]
+
+
+def test_cross_site_writes_are_refused(viewer: ViewerProcess, clip_ids: list[str]) -> None:
+    clip = by_event(clip_ids, "ev-b3")
+    before = _review_state(viewer, clip)
+    body = json.dumps({"clips": [clip], "state": "cleaned"}).encode()
+    port = viewer.port
+    attempts = [
+        # What a no-cors fetch or a form from another page can send: no JSON content type.
+        ({"Content-Type": "text/plain;charset=UTF-8"}, 415),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+        ({}, 415),
+        # JSON, but the browser says it comes from elsewhere (another port is same-site).
+        ({"Content-Type": "application/json", "Origin": "http://127.0.0.1:1"}, 403),
+        ({"Content-Type": "application/json", "Origin": "null"}, 403),
+        ({"Content-Type": "application/json", "Sec-Fetch-Site": "same-site"}, 403),
+        ({"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site",
+          "Origin": f"http://127.0.0.1:{port}"}, 403),
+    ]
+    for headers, expected in attempts:
+        status, _, answer = viewer.raw("POST", "/api/reviews", body, headers)
+        assert status == expected, (headers, answer)
+        assert json.loads(answer)["error"] in ("cross_site", "unsupported_media_type")
+    assert _review_state(viewer, clip) == before
+    # The page itself (same origin, JSON) still writes.
+    status, _, answer = viewer.raw("POST", "/api/reviews", body, {
+        "Content-Type": "application/json", "Origin": f"http://127.0.0.1:{port}",
+        "Sec-Fetch-Site": "same-origin"})
+    assert status == 200 and json.loads(answer)["ok"] == 1
+
+
+def test_a_foreign_host_name_is_refused_on_loopback(viewer: ViewerProcess) -> None:
+    for host in ("evil.example", f"evil.example:{viewer.port}", "127.0.0.1.nip.io"):
+        status, _, answer = viewer.raw("GET", "/api/clips", None, {"Host": host})
+        assert status == 421 and json.loads(answer)["error"] == "misdirected", host
+    for host in (f"localhost:{viewer.port}", f"127.0.0.1:{viewer.port}", "[::1]"):
+        status, _, _ = viewer.raw("GET", "/api/health", None, {"Host": host})
+        assert status == 200, host
+
+
+def test_odd_bodies_and_etags_get_a_4xx_json(viewer: ViewerProcess,
+                                             clip_ids: list[str]) -> None:
+    clip = by_event(clip_ids, "ev-b3")
+    json_type = {"Content-Type": "application/json"}
+    for body in (b"[" * 50_000, b'{"a":' * 20_000 + b"1" + b"}" * 20_000, b"\xff\xfe{}",
+                 b"NaN", b'{"state": "confirmed", "etag": "\\"0x1\\"\\r\\nX: y"}',
+                 b'{"state": "confirmed", "etag": "' + b"x" * 500 + b'"}',
+                 b'{"state": "confirmed", "etag": 5}'):
+        for method, path in (("PUT", f"/api/reviews/{clip}"), ("POST", "/api/reviews")):
+            status, _, answer = viewer.raw(method, path, body, json_type)
+            assert 400 <= status < 500, (method, body[:30], answer[:200])
+            assert json.loads(answer)["error"]
+    status, _, answer = viewer.raw("POST", "/api/reviews", json.dumps(
+        {"clips": [{"id": clip, "etag": "\u0007bell"}], "state": "confirmed"}).encode(),
+        json_type)
+    assert status == 200 and json.loads(answer)["results"][0]["status"] == 400
+
+
+def test_an_interrupted_clip_says_so(viewer: ViewerProcess, clip_ids: list[str]) -> None:
+    clip = by_event(clip_ids, "ev-c2")
+    status, page = viewer.json("GET", "/api/clips?train=train-0003")
+    summary = next(c for c in page["clips"] if c["id"] == clip)
+    assert summary["interrupted"] is True and summary["unreadable"] is False
+    status, detail = viewer.json("GET", f"/api/clips/{clip}")
+    assert detail["sidecar"]["interrupted"] is True
+    assert detail["sidecar"]["interruption"]["reason"] == "module restarted"
+    assert detail["sidecar"]["gaps"] == [{"at_s": 1.6, "missing_s": 2.4}]
+    assert detail["sidecar_problem"] is None

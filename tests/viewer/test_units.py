@@ -14,7 +14,7 @@ from viewer.catalog import Catalog, Filters, decode_cursor
 from viewer.export import _box, parse_states, pick_frames
 from viewer.ranges import Unsatisfiable, parse_range
 from viewer.settings import ViewerSettings
-from viewer.store import Conflict, Entry, Missing
+from viewer.store import Conflict, Entry, Missing, TooLarge
 
 
 class FakeStore:
@@ -42,9 +42,11 @@ class FakeStore:
         return [Entry(n, m, e, len(d)) for n, (d, m, e) in sorted(self.blobs.items())
                 if n.startswith(prefix)]
 
-    async def read(self, name: str) -> tuple[bytes, str]:
+    async def read(self, name: str, max_bytes: int | None = None) -> tuple[bytes, str]:
         if name not in self.blobs:
             raise Missing(name)
+        if max_bytes is not None and len(self.blobs[name][0]) > max_bytes:
+            raise TooLarge(name)
         return self.blobs[name][0], self.blobs[name][2]
 
     async def size(self, name: str) -> int:
@@ -209,3 +211,93 @@ def test_export_helpers() -> None:
     assert parse_states("confirmed, false_positive") == ("confirmed", "false_positive")
     with pytest.raises(ValueError):
         parse_states("confirmed,unreviewed")
+
+
+def test_hostile_metadata_marks_its_clip_unreadable_and_the_list_still_works(
+        store: FakeStore) -> None:
+    import json
+
+    bad = {
+        "t1/c1/2026/11/21/130500_nan": {"max_score": "nan", "start_utc": "2026-11-21T13:05:00"
+                                        "+00:00"},
+        "t1/c1/2026/11/21/130600_empty": {},
+        "t1/c1/2026/11/21/130700_mixed": {"max_score": "0.7", "start_utc":
+                                          "2026-11-21T13:07:00", "end_utc":
+                                          "2026-11-21T13:07:09+00:00"},
+        "t1/c1/2026/11/21/130800_odd": {"max_score": "inf", "start_utc": "yesterday",
+                                        "event_id": "x\nforged=1", "part": "1e9",
+                                        "duration_s": "-3", "labels": "a,\x1b[31m,b"},
+    }
+    for clip_id, meta in bad.items():
+        for suffix in (".mp4", ".json"):
+            store.put(clip_id + suffix, **meta)
+    page = run(Catalog(store).page(Filters(), 100))
+    body = json.dumps(page.to_json(), allow_nan=False)  # valid JSON: no NaN, no Infinity
+    shown = {c["id"]: c for c in json.loads(body)["clips"]}
+    assert set(IDS) <= set(shown) and set(bad) <= set(shown)
+    assert all(not shown[i]["unreadable"] for i in IDS)
+    for clip_id in bad:
+        assert shown[clip_id]["unreadable"] and shown[clip_id]["problems"], clip_id
+    odd = shown["t1/c1/2026/11/21/130800_odd"]
+    assert odd["event_id"] == "odd" and odd["max_score"] is None
+    assert odd["labels"] == ["a", "b"] and odd["part"] == 1 and odd["duration_s"] is None
+    assert shown["t1/c1/2026/11/21/130700_mixed"]["start_utc"] is None
+    # An unreadable score never passes a minimum; a readable one does, whatever else is odd.
+    kept = set(ids(run(Catalog(store).page(Filters(min_score=0.1), 100))))
+    assert kept & set(bad) == {"t1/c1/2026/11/21/130700_mixed"}
+
+
+def test_blob_names_outside_the_identifier_rule_are_not_clips(store: FakeStore) -> None:
+    for name in ("t" * 65 + "/c1/2026/11/21/100000_e9", "t1/-c/2026/11/21/100000_e9",
+                 "t1/c1/2026/11/21/100000_" + "e" * 120, "t1/c\u00e9/2026/11/21/100000_e9"):
+        for suffix in (".mp4", ".json"):
+            store.put(name + suffix)
+        with pytest.raises(BadClipId, match="not a valid identifier|not a clip id"):
+            parse(name)
+    assert sorted(ids(run(Catalog(store).page(Filters(), 100)))) == sorted(IDS)
+
+
+def test_hostile_review_blobs_read_as_no_review(store: FakeStore) -> None:
+    target = parse(IDS[1])
+    for body in (b"[" * 100_000, b'{"state": "confirmed", "note": 5}', b"[1, 2]",
+                 b'{"state": "maybe"}', b"\xff\xfe", b" " * (reviews.MAX_REVIEW_BYTES + 1)):
+        store.put(IDS[1] + ".review.json", body)
+        review, etag = run(reviews.read(store, target))
+        assert review is None and etag, body[:20]
+
+
+def test_cursors_and_etags_from_clients_are_checked() -> None:
+    import base64
+
+    deep = base64.urlsafe_b64encode(b"[" * 100_000).decode()
+    with pytest.raises(BadClipId):
+        decode_cursor(deep)
+    assert reviews.check_etag(None) is None and reviews.check_etag('"0x8D"') == '"0x8D"'
+    for bad in ('"0x8D"\r\nX-Evil: 1', "\x00", "é", "x" * 200, 5, ""):
+        with pytest.raises(BadClipId, match="etag"):
+            reviews.check_etag(bad)
+
+
+def test_writes_through_a_reverse_proxy_are_same_origin_for_an_allowed_name() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from viewer.guard import cross_site_problem, host_name, is_loopback_name
+
+    proxied = make_mocked_request("POST", "/api/reviews", headers={
+        "Host": "127.0.0.1:8090", "Origin": "https://viewer.depot"})
+    assert cross_site_problem(proxied, {"viewer.depot"}) is None
+    assert "Origin" in (cross_site_problem(proxied, set()) or "")
+    direct = make_mocked_request("PUT", "/api/reviews/x", headers={
+        "Host": "127.0.0.1:8090", "Origin": "http://127.0.0.1:8090",
+        "Sec-Fetch-Site": "same-origin"})
+    assert cross_site_problem(direct, set()) is None
+    assert host_name("[::1]:8090") == "::1" and host_name("LocalHost:1") == "localhost"
+    assert is_loopback_name("127.8.9.10") and is_loopback_name("a.localhost")
+    assert not is_loopback_name("127.0.0.1.nip.io") and not is_loopback_name("10.0.0.1")
+
+
+def test_token_comparison_takes_any_header_bytes() -> None:
+    from viewer.auth import _same
+
+    assert _same("s3cret-token-for-the-depot", "s3cret-token-for-the-depot")
+    assert not _same("\udcff\udcfe", "s3cret-token-for-the-depot")

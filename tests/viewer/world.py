@@ -38,6 +38,7 @@ class Spec:
     start: datetime
     score: float
     video: str  # which rendered video
+    interrupted: bool = False  # recovered after a crash, with a stream gap (schema 2)
 
 
 def at(day: int, hour: int, minute: int, second: int = 0) -> datetime:
@@ -53,7 +54,10 @@ SPECS = [
     Spec("ev-b2", "train-0002", "cam-01", at(21, 7, 0), 0.71, "spraying"),
     Spec("ev-b3", "train-0002", "cam-03", at(22, 6, 0), 0.80, "passing"),
     Spec("ev-c1", "train-0003", "cam-01", at(18, 12, 0), 0.66, "spraying"),
+    Spec("ev-c2", "train-0003", "cam-02", at(17, 5, 0), 0.64, "passing", interrupted=True),
 ]
+REASON = "module restarted"
+GAP = {"at_s": 1.6, "missing_s": 2.4}
 
 
 @dataclass
@@ -102,7 +106,10 @@ def sidecar(spec: Spec, video: Rendered) -> ClipSidecar:
                "sha256": hashlib.sha256(data).hexdigest()},
         model={"name": "graffiti-demo", "version": "1.0.0"},
         thresholds={"min_score": 0.5}, detections=detections, max_score=spec.score,
-        labels=["graffiti"])
+        labels=["graffiti"], interrupted=spec.interrupted,
+        interruption={"reason": REASON, "last_recorded_utc": spec.start + timedelta(
+            seconds=SECONDS)} if spec.interrupted else None,
+        gaps=[GAP] if spec.interrupted else [])
 
 
 def make_clips(folder: Path) -> list[tuple[ClipSidecar, Rendered]]:

@@ -45,6 +45,7 @@ function restoreFilters() {
 }
 
 function when(clip) {
+  if (!clip.start_utc) return "";
   const start = new Date(clip.start_utc);
   return isNaN(start) ? "" : start.toISOString().slice(11, 19) + " UTC";
 }
@@ -54,6 +55,29 @@ function badge(state) {
   span.className = `badge ${state}`;
   span.textContent = STATE_NAMES[state] || state;
   return span;
+}
+
+const score = (value) => (typeof value === "number" ? value.toFixed(2) : "?");
+
+// Marks for what storage could not vouch for: a recording recovered after a crash or a power
+// cut, and a clip whose metadata could not be read (its problems in the tooltip).
+function flags(clip) {
+  const found = [];
+  if (clip.interrupted) {
+    const span = document.createElement("span");
+    span.className = "flag interrupted";
+    span.textContent = "interrupted";
+    span.title = "recording cut short (crash or power cut) and recovered";
+    found.push(span);
+  }
+  if (clip.unreadable) {
+    const span = document.createElement("span");
+    span.className = "flag unreadable";
+    span.textContent = "unreadable";
+    span.title = (clip.problems || []).join("\n");
+    found.push(span);
+  }
+  return found;
 }
 
 function card(clip) {
@@ -80,16 +104,16 @@ function card(clip) {
   const duration = document.createElement("span");
   duration.className = "duration";
   duration.textContent = clip.duration_s == null ? "" : `${clip.duration_s.toFixed(1)} s`;
-  const score = document.createElement("span");
-  score.className = "score";
-  score.textContent = clip.max_score.toFixed(2);
-  score.title = "max score";
-  facts.append(time, duration, score);
+  const best = document.createElement("span");
+  best.className = "score";
+  best.textContent = score(clip.max_score);
+  best.title = "max score";
+  facts.append(time, duration, best);
   const foot = document.createElement("div");
   foot.className = "facts";
   const event = document.createElement("span");
   event.textContent = clip.event_id + (clip.part > 1 ? ` p${clip.part}` : "");
-  foot.append(event, badge(clip.review_state));
+  foot.append(event, ...flags(clip), badge(clip.review_state));
   li.append(pick, img, facts, foot);
   li.addEventListener("click", () => openClip(clip.id));
   return li;
@@ -187,7 +211,8 @@ async function openClip(id) {
   }
   view.detail = detail;
   view.etag = detail.review_etag;
-  view.frames = (detail.sidecar.detections || []).slice().sort((a, b) => a.t_s - b.t_s);
+  const sidecar = detail.sidecar || {};
+  view.frames = (sidecar.detections || []).slice().sort((a, b) => a.t_s - b.t_s);
   const gaps = view.frames.slice(1).map((f, i) => f.t_s - view.frames[i].t_s).sort((a, b) => a - b);
   view.hold = gaps.length ? Math.max(0.1, gaps[Math.floor(gaps.length / 2)] * 1.5) : 0.5;
   for (const li of document.querySelectorAll(".clip")) {
@@ -197,13 +222,15 @@ async function openClip(id) {
   $("#player").hidden = false;
   $("#player").dataset.id = id;
   $("#clip-title").textContent = `${clip.train} · ${clip.camera} · ${clip.event_id}`;
-  const video = detail.sidecar.video || {};
-  $("#clip-facts").textContent = `${clip.start_utc} · ${(video.duration_s ?? 0).toFixed(1)} s · ` +
-    `max score ${clip.max_score.toFixed(2)} · labels ${clip.labels.join(", ") || "none"} · ` +
-    `model ${clip.model_version}`;
+  const video = sidecar.video || {};
+  $("#clip-facts").textContent = `${clip.start_utc || "start unknown"} · ` +
+    `${(video.duration_s ?? 0).toFixed(1)} s · max score ${score(clip.max_score)} · ` +
+    `labels ${clip.labels.join(", ") || "none"} · model ${clip.model_version || "?"}`;
+  $("#clip-warning").replaceChildren(...warnings(detail));
+  $("#clip-warning").hidden = !$("#clip-warning").childElementCount;
   const player = $("#video");
   player.src = `/api/video/${path(id)}`;
-  buildTimeline(video.duration_s || 0);
+  buildTimeline(video.duration_s || 0, sidecar.gaps || []);
   const form = $("#review");
   for (const radio of form.elements.state) {
     radio.checked = detail.review ? radio.value === detail.review.state : false;
@@ -213,11 +240,42 @@ async function openClip(id) {
   $("#review-status").className = "";
 }
 
-function buildTimeline(duration) {
+// What the operator must know before trusting the clip as evidence, one line each.
+function warnings(detail) {
+  const lines = [];
+  const add = (kind, text) => {
+    const p = document.createElement("p");
+    p.className = kind;
+    p.textContent = text;
+    lines.push(p);
+  };
+  const sidecar = detail.sidecar;
+  if (sidecar && sidecar.interrupted) {
+    const cut = sidecar.interruption || {};
+    add("interrupted", `Recording interrupted (${cut.reason || "reason unknown"}); ` +
+        `last recorded ${cut.last_recorded_utc || "?"}.`);
+  }
+  for (const gap of (sidecar && sidecar.gaps) || []) {
+    add("gap", `Stream gap at ${gap.at_s.toFixed(1)} s: ${gap.missing_s.toFixed(1)} s ` +
+        "without video (the picture jumps there).");
+  }
+  if (detail.sidecar_problem) add("unreadable", `Sidecar unreadable: ${detail.sidecar_problem}`);
+  for (const problem of detail.clip.problems || []) add("unreadable", `Metadata: ${problem}`);
+  return lines;
+}
+
+function buildTimeline(duration, gaps) {
   const line = $("#timeline");
   line.replaceChildren();
   const length = duration || (view.frames.length ? view.frames[view.frames.length - 1].t_s : 1);
   line.dataset.duration = String(length);
+  for (const gap of gaps) {
+    const mark = document.createElement("div");
+    mark.className = "gap";
+    mark.title = `stream gap: ${gap.missing_s.toFixed(1)} s without video`;
+    mark.style.left = `${Math.min(100, (gap.at_s / length) * 100)}%`;
+    line.append(mark);
+  }
   for (const frame of view.frames) {
     if (!frame.detections.length) continue;
     const mark = document.createElement("button");
@@ -225,7 +283,7 @@ function buildTimeline(duration) {
     mark.className = "mark";
     mark.dataset.t = String(frame.t_s);
     const best = Math.max(...frame.detections.map((d) => d.score));
-    mark.title = `${frame.t_s.toFixed(2)} s, ${frame.detections.length} box(es), score ${best.toFixed(2)}`;
+    mark.title = `${frame.t_s.toFixed(2)} s, ${frame.detections.length} box(es), score ${score(best)}`;
     mark.style.left = `${Math.min(100, (frame.t_s / length) * 100)}%`;
     mark.addEventListener("click", () => { $("#video").currentTime = frame.t_s; draw(); });
     line.append(mark);
