@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from config.common import BackoffSettings, LoggingSettings
-from config.fields import IDENTIFIER_SCHEMA, Section, section, setting
+from config.fields import IDENTIFIER_SCHEMA, Section, TwinKey, section, setting
 from contracts.identifiers import Identifier
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -83,7 +83,7 @@ class TriggerSettings(Section):
         "every label.", max_length=LABELS_MAX,
     )
     min_score: float = setting(0.5, "Lowest score for a single detection to count.", ge=0, le=1)
-    label_min_score: dict[Label, Annotated[float, Field(ge=0, le=1)]] = setting(
+    label_min_score: dict[TwinKey, Annotated[float, Field(ge=0, le=1)]] = setting(
         {}, "Per-label override of min_score, e.g. {graffiti: 0.6}.", max_length=LABELS_MAX,
     )
     confirm_mode: Literal["n_of_m", "median"] = setting(

@@ -6,16 +6,30 @@ that editors, the docs generator and the live-apply logic all read the same fact
 
 from __future__ import annotations
 
+import re
 import types
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 RESTART_KEY = "x-restart-required"
 UNIT_KEY = "x-unit"
 #: What editors are told about an identifier field (the rule itself is
 #: :func:`contracts.identifiers.check_identifier`, which the field type applies).
 IDENTIFIER_SCHEMA = {"pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+_NOT_IN_TWIN_KEYS = re.compile(r"[.$ \x00-\x1f\x7f-\x9f]")
+
+
+def _twin_key(value: str) -> str:
+    if not 1 <= len(value) <= 128 or _NOT_IN_TWIN_KEYS.search(value):
+        raise ValueError("a key must be 1 to 128 characters without '.', '$', spaces or "
+                         "control characters (IoT Hub refuses such keys in a twin)")
+    return value
+
+
+#: A mapping key inside a setting (a label in a per-label map): IoT Hub's rule for twin keys,
+#: so that what is in force can always be reported.
+TwinKey = Annotated[str, AfterValidator(_twin_key)]
 
 
 class Section(BaseModel):

@@ -78,7 +78,8 @@ def key_problem(doc: Any) -> str | None:
 
 
 def not_reported(held: dict[str, Any], name: str, reason: str, size: int) -> dict[str, Any]:
-    """The note that replaces section ``name``, clearing what the hub held of it."""
+    """The note that replaces ``name`` in a document whose hub copy is ``held``, clearing what
+    the hub held of it."""
     before = held.get(name)
     cleared = {key: None for key in before if key != NOTE} if isinstance(before, dict) else {}
     return {**cleared, NOTE: {"reason": reason, "bytes": size}}
@@ -86,31 +87,80 @@ def not_reported(held: dict[str, Any], name: str, reason: str, size: int) -> dic
 
 def fit_reported(held: dict[str, Any], patch: dict[str, Any]
                  ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """The patch to send given what the hub ``held``, and the sections noted instead of sent
-    (name, reason). Sections with a refused key go first, then the largest sections until
-    the whole is within :data:`REPORTED_MAX_BYTES`."""
-    fitted = dict(patch)
+    """The patch to send given what the hub ``held``, and what was noted instead of sent
+    (dotted place, reason). A note stands in for as little as it can: the part of a section
+    (``settings.inForce``) with a refused key, then the largest parts until the whole is within
+    :data:`REPORTED_MAX_BYTES`, and a whole section only once its parts are all noted."""
+    fitted = {name: dict(v) if isinstance(v, dict) else v for name, v in patch.items()}
     noted: list[tuple[str, str]] = []
 
-    def note(name: str, reason: str) -> None:
-        fitted[name] = not_reported(held, name, reason, size_of(patch[name]))
-        noted.append((name, reason))
-        event(log, logging.ERROR, "link.report_not_sent", section=name, reason=reason)
+    def note(place: tuple[str, ...], reason: str) -> None:
+        name = place[0]
+        if len(place) == 1:
+            fitted[name] = not_reported(held, name, reason, size_of(patch[name]))
+        else:
+            before = held.get(name)
+            fitted[name][place[1]] = not_reported(before if isinstance(before, dict) else {},
+                                                  place[1], reason,
+                                                  size_of(patch[name][place[1]]))
+        noted.append((".".join(place), reason))
+        event(log, logging.ERROR, "link.report_not_sent", section=".".join(place),
+              reason=reason)
 
-    for name, section in patch.items():
-        problem = key_problem(section)
-        if problem is not None:
-            note(name, problem)
+    for place, problem in _refused_keys(patch):
+        note(place, problem)
     while size_of(apply_reported(held, fitted)) > REPORTED_MAX_BYTES:
-        sendable = [n for n, v in fitted.items() if v is not None and n not in dict(noted)]
-        if not sendable:
+        place = _largest_part(fitted)
+        if place is None:
             break
-        largest = max(sendable, key=lambda n: size_of(fitted[n]))
-        note(largest, f"{size_of(patch[largest])} bytes would take the reported properties "
-                      f"past IoT Hub's {REPORTED_MAX_BYTES} byte limit")
+        size = size_of(patch[place[0]] if len(place) == 1 else patch[place[0]][place[1]])
+        note(place, f"{size} bytes would take the reported properties past IoT Hub's "
+                    f"{REPORTED_MAX_BYTES} byte limit")
+    _clear_old_notes(held, fitted)
+    return fitted, noted
+
+
+def _is_note(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get(NOTE), dict)
+
+
+def _refused_keys(patch: dict[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+    """Where a key IoT Hub refuses sits: the section's part holding it, or the section."""
+    found: list[tuple[tuple[str, ...], str]] = []
+    for name, section in patch.items():
+        problem = key_problem({name: section})
+        if problem is None:
+            continue
+        if isinstance(section, dict) and key_problem(dict.fromkeys(section)) is None:
+            found += [((name, part), why) for part, value in section.items()
+                      if (why := key_problem(value)) is not None]
+        else:
+            found.append(((name,), problem))
+    return found
+
+
+def _largest_part(fitted: dict[str, Any]) -> tuple[str, ...] | None:
+    """The largest section still sent, or rather its largest part still sent, if it has one."""
+    sections = [n for n, v in fitted.items() if v is not None and not _is_note(v)]
+    if not sections:
+        return None
+    name = max(sections, key=lambda n: size_of(fitted[n]))
+    section = fitted[name]
+    if isinstance(section, dict):
+        parts = [p for p, v in section.items() if v is not None and p != NOTE and not _is_note(v)]
+        if parts:
+            return name, max(parts, key=lambda p: size_of(section[p]))
+    return (name,)
+
+
+def _clear_old_notes(held: dict[str, Any], fitted: dict[str, Any]) -> None:
+    """A section (or part) sent in full again takes the place of its earlier note."""
     for name, section in fitted.items():
         before = held.get(name)
-        if (isinstance(section, dict) and NOTE not in section and isinstance(before, dict)
-                and NOTE in before):
-            fitted[name] = {**section, NOTE: None}
-    return fitted, noted
+        if not (isinstance(section, dict) and isinstance(before, dict)):
+            continue
+        if NOTE not in section and _is_note(before):
+            section[NOTE] = None
+        for part, value in section.items():
+            if isinstance(value, dict) and NOTE not in value and _is_note(before.get(part)):
+                section[part] = {**value, NOTE: None}

@@ -51,11 +51,12 @@ def redact(text: str) -> str:
 
 
 def redact_value(value: Any) -> Any:
-    """Redact strings inside a JSON-like value (for reported properties and messages)."""
+    """Redact strings inside a JSON-like value, keys included (for reported properties and
+    messages: a per-label map's keys come from the twin too)."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {k: redact_value(v) for k, v in value.items()}
+        return {redact(k) if isinstance(k, str) else k: redact_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact_value(v) for v in value]
     return value

@@ -15,6 +15,7 @@ from infra.logs import (
     event,
     excerpt,
     redact,
+    redact_value,
     setup_logging,
 )
 
@@ -98,3 +99,8 @@ def test_an_excerpt_is_short_redacted_and_says_how_long_the_value_was() -> None:
     assert excerpt({"k": ["v"] * 1000}).startswith('{"k": ["v", ')
     assert excerpt(float("nan")) == "nan" and excerpt(3) == 3 and excerpt(None) is None
     assert excerpt("short") == "short"
+
+
+def test_redaction_of_a_value_covers_its_keys() -> None:
+    assert redact_value({"AccountKey=c2VjcmV0": {"x": "sig=1"}}) == {
+        "AccountKey=***": {"x": "sig=1"}}

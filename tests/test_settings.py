@@ -359,3 +359,11 @@ def test_a_file_that_cannot_be_a_settings_file_is_refused_with_its_reason(
         load_yaml_file(path)
     assert reason in info.value.errors[0].reason
     assert info.value.errors[0].source == str(path)
+
+
+@pytest.mark.parametrize("key", ["a.b", "a$b", "spray paint", "tab\t", ""])
+def test_per_label_keys_follow_iot_hubs_rule_for_twin_keys(key: str) -> None:
+    """Otherwise the settings in force could not be reported (the hub refuses such keys)."""
+    outcome = SettingsStore(CameraSettings).apply_patch(
+        {"trigger": {"label_min_score": {key: 0.5}}})
+    assert not outcome.accepted and "IoT Hub refuses such keys" in outcome.errors[0].reason
