@@ -17,11 +17,12 @@ UNIT_KEY = "x-unit"
 #: What editors are told about an identifier field (the rule itself is
 #: :func:`contracts.identifiers.check_identifier`, which the field type applies).
 IDENTIFIER_SCHEMA = {"pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
-_NOT_IN_TWIN_KEYS = re.compile(r"[.$ \x00-\x1f\x7f-\x9f]")
+#: Characters IoT Hub refuses in a twin key (desired or reported).
+NOT_IN_TWIN_KEYS = re.compile(r"[.$ \x00-\x1f\x7f-\x9f]")
 
 
 def _twin_key(value: str) -> str:
-    if not 1 <= len(value) <= 128 or _NOT_IN_TWIN_KEYS.search(value):
+    if not 1 <= len(value) <= 128 or NOT_IN_TWIN_KEYS.search(value):
         raise ValueError("a key must be 1 to 128 characters without '.', '$', spaces or "
                          "control characters (IoT Hub refuses such keys in a twin)")
     return value

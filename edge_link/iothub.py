@@ -62,6 +62,9 @@ CLIENT_OPTIONS: dict[str, Any] = {"auto_connect": False, "connection_retry": Fal
 _SHUTDOWN_WAIT_S = 5.0
 # Connecting includes TLS and authentication against an edgeHub that may be busy starting.
 _CONNECT_TIMEOUT_S = 30.0
+# The slowest uplink a message deadline allows for (GPRS-like, 8 kB/s): a 256 KB message
+# gets 32 s before its acknowledgement counts as lost.
+_SLOWEST_UPLINK_BPS = 8000
 
 
 class _NoAnswer(TimeoutError):
@@ -250,8 +253,10 @@ class IoTHubLink(EdgeLink):
                 if not self._messages:
                     return
                 output, message = self._messages[0]
+            # A slow uplink must not look like a lost answer: a deadline for the message's size.
+            deadline = max(self._call_timeout_s, len(message.data) / _SLOWEST_UPLINK_BPS)
             self._call(f"a message to output {output!r}", self._client.send_message_to_output,
-                       message, output)
+                       message, output, timeout_s=deadline)
             with self._lock:
                 self._messages.popleft()
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any
 
+from config.fields import NOT_IN_TWIN_KEYS
 from infra.logs import event, excerpt
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,6 @@ REPORTED_MAX_BYTES = 32 * 1024
 KEY_MAX_BYTES = 1024
 #: The key of the note that stands in for a section that was not reported.
 NOTE = "notReported"
-_BAD_KEY_CHARACTER = re.compile(r"[.$ \x00-\x1f\x7f-\x9f]")
 
 
 def merge_reported(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +67,7 @@ def key_problem(doc: Any) -> str | None:
             for key, value in node.items():
                 if len(str(key).encode("utf-8")) > KEY_MAX_BYTES:
                     return f"a key of over {KEY_MAX_BYTES} bytes ({excerpt(key, 40)!r})"
-                if _BAD_KEY_CHARACTER.search(str(key)):
+                if NOT_IN_TWIN_KEYS.search(str(key)):
                     return (f"key {excerpt(key, 40)!r} has a character IoT Hub refuses in keys "
                             "('.', '$', space or a control character)")
                 stack.append(value)

@@ -109,6 +109,7 @@ class ModuleRuntime(Generic[S]):
         self._first_twin = threading.Event()
         # Set by the first twin, or by a twin source that cannot give one (an unreadable file).
         self._twin_settled = threading.Event()
+        self._twin_lock = threading.Lock()
         self._stopping = threading.Event()
         self._started_at = datetime.now(UTC)
 
@@ -144,11 +145,13 @@ class ModuleRuntime(Generic[S]):
                                      on_method=self._on_method,
                                      on_source_error=self._on_source_error))
         self._twin_settled.wait(self.options.twin_wait_s)
-        if not self._first_twin.is_set():
-            event(log, logging.WARNING, "settings.twin_unavailable",
-                  waited_s=self.options.twin_wait_s, action="running on last good settings")
-            self.store.restore_last_good()
-            self._report_settings()
+        with self._twin_lock:
+            # Under the lock: a twin that arrives now must not be overridden by the fallback.
+            if not self._first_twin.is_set():
+                event(log, logging.WARNING, "settings.twin_unavailable",
+                      waited_s=self.options.twin_wait_s, action="running on last good settings")
+                self.store.restore_last_good()
+                self._report_settings()
         self.store.mark_started()
         self._report({"module": {"name": self.spec.name, "version": package_version(),
                                      "link": self.link.kind,
@@ -202,8 +205,9 @@ class ModuleRuntime(Generic[S]):
         self._report({"settings": self.store.report()})
 
     def _on_twin(self, desired: dict[str, Any]) -> None:
-        self.store.replace_twin(desired)
-        self._first_twin.set()
+        with self._twin_lock:
+            self.store.replace_twin(desired)
+            self._first_twin.set()
         self._twin_settled.set()
         self._report_settings()
 
@@ -266,15 +270,8 @@ def module_main(spec: ModuleSpec[S], description: str,
     setup_logging(name)
     options = RuntimeOptions(config_file=args.config, data_dir=args.data_dir,
                              twin_wait_s=args.twin_wait, cli=args)
-    try:
-        runtime = ModuleRuntime(spec, options)
-        runtime.start()
-    except SettingsRejected as exc:
-        for err in exc.errors:
-            event(log, logging.ERROR, "settings.invalid_at_start", error=str(err))
-        return 2
-    except BadIdentity as exc:
-        event(log, logging.ERROR, "module.bad_identity", error=str(exc))
+    runtime = _open_runtime(spec, options)
+    if runtime is None:
         return 2
     settings = runtime.settings
     ids = {"device_id": runtime.link.identity.device_id}
@@ -299,6 +296,22 @@ def module_main(spec: ModuleSpec[S], description: str,
     finally:
         _stop_all(started, runtime)
     return code
+
+
+def _open_runtime(spec: ModuleSpec[S], options: RuntimeOptions) -> ModuleRuntime[S] | None:
+    """The runtime, started; None, once the log says why, when the settings at start or the
+    device and module ids are refused."""
+    try:
+        runtime = ModuleRuntime(spec, options)
+        runtime.start()
+    except SettingsRejected as exc:
+        for err in exc.errors:
+            event(log, logging.ERROR, "settings.invalid_at_start", error=str(err))
+        return None
+    except BadIdentity as exc:
+        event(log, logging.ERROR, "module.bad_identity", error=str(exc))
+        return None
+    return runtime
 
 
 def _stop_all(services: list[ModuleService[S]], runtime: ModuleRuntime[S]) -> None:

@@ -381,3 +381,12 @@ def test_ids_that_iot_hub_refuses_are_named_at_link_open(data_dir: Path) -> None
         open_link("camera_module", data_dir=data_dir, twin_file=None, environ=env)
     assert open_link("camera_module", data_dir=data_dir, twin_file=None, environ={
         **env, "IOTEDGE_DEVICEID": "train-7:(a)"}).identity.device_id == "train-7:(a)"
+
+
+def test_message_ids_are_written_in_iot_hubs_charset_stably() -> None:
+    assert hub_message_id(None) is None
+    assert hub_message_id("event.started:ev-1") == "event.started:ev-1"
+    assert hub_message_id("clip.uploaded/ev-1/2") == "clip.uploaded%2Fev-1%2F2"
+    long_id = "clip.uploaded/" + "e" * 120 + "/1"
+    assert hub_message_id(long_id) == hub_message_id(long_id)
+    assert len(hub_message_id(long_id) or "") == 64

@@ -229,3 +229,17 @@ def test_a_report_over_iot_hubs_limit_is_replaced_by_a_note(runtime: ModuleRunti
     assert len(json.dumps(doc)) < 32 * 1024
     runtime._report({"diagnostics": {"dump": "short"}})
     assert reported(data_dir)["diagnostics"] == {"dump": "short"}
+
+
+def test_a_reported_part_the_hub_would_refuse_is_noted_and_cleared_when_it_fits() -> None:
+    from edge_link.reported import apply_reported, fit_reported
+
+    held: dict = {}
+    fitted, noted = fit_reported(held, {"settings": {"status": "applied",
+                                                     "inForce": {"x": {"a b": 1}}}})
+    assert [place for place, _ in noted] == ["settings.inForce"]
+    assert fitted["settings"]["status"] == "applied", "the rest of the section is reported"
+    held = apply_reported(held, fitted)
+    fitted, noted = fit_reported(held, {"settings": {"status": "applied",
+                                                     "inForce": {"x": {"ab": 1}}}})
+    assert noted == [] and apply_reported(held, fitted)["settings"]["inForce"] == {"x": {"ab": 1}}
