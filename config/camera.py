@@ -8,23 +8,29 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from config.common import BackoffSettings, LoggingSettings
-from config.fields import Section, section, setting
+from config.fields import IDENTIFIER_SCHEMA, Section, TwinKey, section, setting
+from contracts.identifiers import Identifier
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 Point = tuple[Unit, Unit]
 Polygon = Annotated[list[Point], Field(min_length=3, max_length=64)]
+# Bounds on what the twin may hand over, so one value cannot fill the reported properties.
+URL_MAX = 2048
+LABELS_MAX = 100
+ZONES_MAX = 32
+Label = Annotated[str, Field(min_length=1, max_length=128)]
 
 
 class IdentitySettings(Section):
     """Names that travel with every event and clip so operators know where a sighting was."""
 
-    train_id: str = setting(
-        "train-0001", "Train (or depot) the camera belongs to.", min_length=1, max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    train_id: Identifier = setting(
+        "train-0001", "Train (or depot) the camera belongs to; part of every blob name.",
+        schema=IDENTIFIER_SCHEMA,
     )
-    camera_id: str = setting(
-        "cam-01", "Camera name, unique on the train.", min_length=1, max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    camera_id: Identifier = setting(
+        "cam-01", "Camera name, unique on the train; part of every event id and blob name.",
+        schema=IDENTIFIER_SCHEMA,
     )
 
 
@@ -35,10 +41,11 @@ class StreamSettings(Section):
         "rtsp://127.0.0.1:8554/camera",
         "Stream sampled for detection: rtsp:// URL, or a video file path for tests and demos. "
         "Often the camera's low-resolution sub-stream.",
-        min_length=1,
+        min_length=1, max_length=URL_MAX,
     )
     record_url: str | None = setting(
-        None, "Stream recorded into clips (the camera's main stream); empty means detect_url."
+        None, "Stream recorded into clips (the camera's main stream); empty means detect_url.",
+        max_length=URL_MAX,
     )
     transport: Literal["tcp", "udp"] = setting(
         "tcp", "RTSP transport. TCP survives lossy links without smeared frames."
@@ -61,6 +68,7 @@ class SamplingSettings(Section):
                                 gt=0, le=30)
     detector_url: str = setting(
         "http://127.0.0.1:8080", "Base URL of the detector module's Web API.", min_length=1,
+        max_length=URL_MAX,
     )
     request_timeout_s: float = setting(2.0, "Timeout of one /score request.", unit="s", gt=0,
                                        le=60)
@@ -70,13 +78,13 @@ class SamplingSettings(Section):
 class TriggerSettings(Section):
     """When detections become an event. All of these apply live from the twin."""
 
-    labels: list[str] = setting(
+    labels: list[Label] = setting(
         ["graffiti"], "Classes of interest; detections of other labels are ignored. Empty means "
-        "every label.",
+        "every label.", max_length=LABELS_MAX,
     )
     min_score: float = setting(0.5, "Lowest score for a single detection to count.", ge=0, le=1)
-    label_min_score: dict[str, Annotated[float, Field(ge=0, le=1)]] = setting(
-        {}, "Per-label override of min_score, e.g. {graffiti: 0.6}.",
+    label_min_score: dict[TwinKey, Annotated[float, Field(ge=0, le=1)]] = setting(
+        {}, "Per-label override of min_score, e.g. {graffiti: 0.6}.", max_length=LABELS_MAX,
     )
     confirm_mode: Literal["n_of_m", "median"] = setting(
         "n_of_m", "Rule over the last confirm_window samples that starts an event: `n_of_m` "
@@ -92,10 +100,11 @@ class TriggerSettings(Section):
                                   unit="fraction", ge=0, le=1)
     include_zones: list[Polygon] = setting(
         [], "Normalised polygons [[x, y], ...]; when any is given, a box counts only if its "
-        "centre lies inside one.",
+        "centre lies inside one.", max_length=ZONES_MAX,
     )
     exclude_zones: list[Polygon] = setting(
         [], "Normalised polygons; a box whose centre lies inside one never counts.",
+        max_length=ZONES_MAX,
     )
     cooldown_s: float = setting(30.0, "After an event ends, no new event starts for this long "
                                 "(a parked tag must not yield a clip every few seconds).",

@@ -9,18 +9,31 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from config.fields import Section
-from infra.logs import redact_value
+from infra.logs import EXCERPT_CHARS, excerpt
+
+# A reason can quote a key or a value of its own (``unknown key '...'``): it gets some room
+# beyond the excerpt it quotes, and no more.
+_REASON_CHARS = 2 * EXCERPT_CHARS
 
 
 @dataclass(frozen=True)
 class FieldError:
-    """One rejected value. ``source`` is the layer that supplied it (file, env, twin)."""
+    """One rejected value. ``source`` is the layer that supplied it (file, env, twin).
+
+    Path, reason and value are cut to short redacted excerpts as the error is made, so no
+    rejection can carry a secret or a 30 kB value into a log line or the reported properties.
+    """
 
     path: str
     reason: str
     value: Any = None
     source: str | None = None
     line: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", excerpt(self.path))
+        object.__setattr__(self, "reason", excerpt(self.reason, _REASON_CHARS))
+        object.__setattr__(self, "value", excerpt(self.value))
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -70,11 +83,11 @@ def errors_from_validation(exc: ValidationError, model: type[Section]) -> list[F
         reason = err["msg"]
         if err["type"] == "extra_forbidden":
             key = str(loc[-1])
-            reason = f"unknown key {key!r}"
+            reason = f"unknown key {excerpt(key, 64)!r}"
             close = difflib.get_close_matches(key, _field_names(model, loc), n=1)
             if close:
                 reason += f" (did you mean {close[0]!r}?)"
         elif reason.startswith("Value error, "):
             reason = reason.removeprefix("Value error, ")
-        found.append(FieldError(path=path, reason=reason, value=redact_value(err.get("input"))))
+        found.append(FieldError(path=path, reason=reason, value=err.get("input")))
     return found

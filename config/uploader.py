@@ -18,6 +18,7 @@ class UploadSettings(Section):
     connection_string: SecretStr | None = setting(
         None, "Storage connection string; set it through the environment "
         "(UPLOADER_UPLOAD__CONNECTION_STRING) or the twin. Redacted wherever it is shown.",
+        max_length=4096,
     )
     container: str = setting(
         CONTAINER, "Container the clips go to; created when missing.",
@@ -38,14 +39,15 @@ class UploadSettings(Section):
     max_concurrency: int = setting(2, "Clips uploaded at once.", ge=1, le=16)
     bandwidth_kbps: float = setting(0.0, "Upload cap for all uploads together (1 kB = 1000 "
                                     "bytes); the train's uplink is shared. 0 is uncapped.",
-                                    unit="kB/s", ge=0)
+                                    unit="kB/s", ge=0, le=10_000_000)
     timeout_s: float = setting(60.0, "Timeout of one storage request.", unit="s", gt=0, le=600)
     retry: BackoffSettings = section(BackoffSettings, "Pacing of retries while the endpoint "
                                      "is down.")
     auth_retry_s: float = setting(600.0, "Wait between attempts while credentials are refused.",
                                   unit="s", gt=0, le=86400)
     keep_uploaded_hours: float = setting(0.0, "Keep local files this long after their blob is "
-                                         "confirmed; 0 deletes at once.", unit="h", ge=0)
+                                         "confirmed; 0 deletes at once.", unit="h", ge=0,
+                                         le=24 * 366)
 
 
 class OutboxSettings(Section):
@@ -55,7 +57,7 @@ class OutboxSettings(Section):
     quota_mb: float = setting(2048.0, "Most disk the outbox may use (pending, incomplete and "
                               "kept clips; quarantine/ is not counted); beyond it kept clips "
                               "are deleted, then pending clips evicted with an alert.",
-                              unit="MB", gt=0)
+                              unit="MB", gt=0, le=100_000_000)
     eviction: Literal["oldest", "lowest_score"] = setting(
         "oldest", "Which pending clip goes first when the quota is exceeded: `oldest`, or "
         "`lowest_score` (max score, oldest first among equals). A clip being uploaded is "
@@ -64,10 +66,11 @@ class OutboxSettings(Section):
     scan_interval_s: float = setting(30.0, "Full rescan interval, besides file-system events.",
                                      unit="s", gt=0, le=3600)
     incomplete_grace_s: float = setting(600.0, "A clip without its sidecar for this long is "
-                                        "reported as an incomplete leftover.", unit="s", gt=0)
+                                        "reported as an incomplete leftover.", unit="s", gt=0,
+                                        le=7 * 86400)
     min_free_mb: float = setting(200.0, "Free disk space below which a low disk is reported "
                                  "(alert and reported properties); uploading goes on.",
-                                 unit="MB", ge=0)
+                                 unit="MB", ge=0, le=100_000_000)
 
 
 class UploaderSettings(Section):

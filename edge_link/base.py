@@ -3,23 +3,45 @@
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from config.errors import FieldError
+from infra.logs import excerpt
 
 # IoT Hub's limit for one device-to-cloud message; frames and clips never travel this way.
 MAX_MESSAGE_BYTES = 256 * 1024
+# IoT Hub's rule for device and module ids (and message ids): up to 128 ASCII letters, digits
+# and - : . + % _ # * ? ! ( ) , = @ ; $ '. It allows more than contracts.identifiers does, so
+# a device id is never put in a path or a blob name, only in messages, metadata and logs.
+HUB_ID = re.compile(r"[A-Za-z0-9\-:.+%_#*?!(),=@;$']{1,128}")
+
+
+class BadIdentity(ValueError):
+    """A device or module id that IoT Hub itself would not accept."""
+
+
+def check_hub_id(value: str, what: str) -> str:
+    """``value`` if IoT Hub accepts it as a device or module id, else :class:`BadIdentity`."""
+    if HUB_ID.fullmatch(value):
+        return value
+    raise BadIdentity(f"{what} {excerpt(value, 40)!r} is not a valid IoT Hub id: 1 to 128 ASCII "
+                      "letters, digits or - : . + % _ # * ? ! ( ) , = @ ; $ '")
 
 
 @dataclass(frozen=True)
 class Identity:
-    """Who this module is, for logs and message topics."""
+    """Who this module is, for logs and message topics; both ids follow IoT Hub's rule."""
 
     device_id: str
     module_id: str
+
+    def __post_init__(self) -> None:
+        check_hub_id(self.device_id, "device id")
+        check_hub_id(self.module_id, "module id")
 
 
 @dataclass
@@ -27,7 +49,9 @@ class LinkHandlers:
     """Callbacks a link makes into the module runtime. They must not block for long."""
 
     on_twin: Callable[[dict[str, Any]], None]
-    on_patch: Callable[[dict[str, Any]], None]
+    # Returns whether the patch was applied: the local link diffs its next edit against the
+    # last document applied, so an edit that was refused is never half remembered.
+    on_patch: Callable[[dict[str, Any]], bool]
     on_method: Callable[[str, Any], tuple[int, Any]]
     on_source_error: Callable[[list[FieldError]], None] = field(default=lambda errors: None)
 
@@ -60,8 +84,11 @@ class EdgeLink(ABC):
         """Merge ``patch`` into the reported properties (queued; never blocks the caller)."""
 
     @abstractmethod
-    def send(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
-        """Send a JSON message to a named output with an application property ``type``."""
+    def send(self, output: str, msg_type: str, body: dict[str, Any],
+             message_id: str | None = None) -> None:
+        """Send a JSON message to a named output with an application property ``type`` and,
+        for a fact about one event or clip, a stable ``message_id`` a consumer de-duplicates
+        by."""
 
     @abstractmethod
     def stop(self) -> None:

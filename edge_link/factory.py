@@ -10,7 +10,7 @@ from pathlib import Path
 from azure.iot.device import IoTHubModuleClient
 
 from edge_link.base import EdgeLink, Identity
-from edge_link.iothub import IoTHubLink
+from edge_link.iothub import CLIENT_OPTIONS, IoTHubLink
 from edge_link.local import LocalLink
 
 CONNECTION_STRING_VAR = "GRAFFITI_IOTHUB_CONNECTION_STRING"
@@ -34,11 +34,15 @@ def open_link(module_id: str, *, data_dir: Path, twin_file: Path | None,
     * ``GRAFFITI_IOTHUB_CONNECTION_STRING`` set: a module identity's connection string (a hub
       without the Edge runtime, or a test broker; ``GRAFFITI_IOTHUB_CA_FILE`` trusts its CA).
     * otherwise: local mode with the YAML twin stand-in.
+
+    The device and module ids are checked against IoT Hub's own rule here
+    (:class:`edge_link.base.BadIdentity` otherwise), once, before any log line carries them.
     """
     env = os.environ if environ is None else environ
     if env.get("IOTEDGE_MODULEID"):
         identity = Identity(env.get("IOTEDGE_DEVICEID", "unknown"), env["IOTEDGE_MODULEID"])
-        return IoTHubLink(IoTHubModuleClient.create_from_edge_environment, identity)
+        return IoTHubLink(
+            lambda: IoTHubModuleClient.create_from_edge_environment(**CLIENT_OPTIONS), identity)
     connection_string = env.get(CONNECTION_STRING_VAR)
     if connection_string:
         parts = _parse_connection_string(connection_string)
@@ -47,7 +51,7 @@ def open_link(module_id: str, *, data_dir: Path, twin_file: Path | None,
         identity = Identity(parts["DeviceId"], parts["ModuleId"])
         return IoTHubLink(
             lambda: IoTHubModuleClient.create_from_connection_string(
-                connection_string, server_verification_cert=ca
+                connection_string, server_verification_cert=ca, **CLIENT_OPTIONS
             ),
             identity,
         )

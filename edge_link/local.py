@@ -1,9 +1,13 @@
 """The local stand-in for IoT Edge: a watched YAML twin, JSON-lines outputs, file methods.
 
 Editors save files in several steps (truncate, write, rename), so file events are debounced
-and the file is read only once it has been quiet; an unreadable or invalid file is reported
-and the last good settings stay. Each edit is turned into the merge patch between the last
-good document and the new one and goes through the same patch path as a twin patch.
+and the file is read only once it has been quiet; a file that cannot be a settings file (not
+found, a link, a folder, a FIFO, not UTF-8, too large, not YAML, not a mapping) is reported
+and the last good settings stay: it is never taken as an empty twin. The first document read
+is the full desired document (as a twin read at connect); each later edit is turned into the
+merge patch between the last document *applied* and the new one and goes through the same
+patch path as a twin patch, so after a refused edit the next one carries everything the file
+now says, removals included.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from watchdog.observers import Observer
 from config.errors import SettingsRejected
 from config.layers import Doc, diff, load_yaml_file
 from edge_link.base import EdgeLink, Identity, LinkHandlers, encode_body
-from edge_link.iothub import merge_reported
+from edge_link.reported import apply_reported, fit_reported
 from infra.durable import write_atomic
-from infra.logs import event
+from infra.logs import event, event_with_traceback
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,8 @@ class LocalLink(EdgeLink):
     def __init__(self, module_id: str, twin_file: Path | None, data_dir: Path, *,
                  device_id: str, debounce_s: float = 0.3) -> None:
         self.identity = Identity(device_id=device_id, module_id=module_id)
-        self.twin_file = twin_file.resolve() if twin_file else None
+        # The folder is resolved, the file itself is not: a link there is refused, not followed.
+        self.twin_file = twin_file.parent.resolve() / twin_file.name if twin_file else None
         self.data_dir = data_dir
         self.outputs_dir = data_dir / "outputs"
         self.reported_file = data_dir / "reported.json"
@@ -70,7 +75,10 @@ class LocalLink(EdgeLink):
         self._observer = Observer()
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
-        self._doc: Doc = {}
+        self._reload_lock = threading.Lock()
+        # The last document applied; None until one has been (then the next read is a full one).
+        self._doc: Doc | None = None
+        self._refused = False
         self._version = 0
         self._reported: dict[str, Any] = {}
 
@@ -87,20 +95,20 @@ class LocalLink(EdgeLink):
         if self.twin_file is None:
             handlers.on_twin({})
             return
-        doc = self._read()
-        if doc is not None:
-            self._doc, self._version = doc, 1
-            handlers.on_twin({**doc, "$version": self._version})
+        self._reload()
 
     def report(self, patch: dict[str, Any]) -> None:
         with self._lock:
-            self._reported = merge_reported(self._reported, patch)
-            write_json_atomic(self.reported_file, _drop_nulls(self._reported))
+            fitted, _ = fit_reported(self._reported, patch)
+            self._reported = apply_reported(self._reported, fitted)
+            write_json_atomic(self.reported_file, self._reported)
 
-    def send(self, output: str, msg_type: str, body: dict[str, Any]) -> None:
+    def send(self, output: str, msg_type: str, body: dict[str, Any],
+             message_id: str | None = None) -> None:
         encode_body(output, body)
         line = json.dumps({"ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                           "output": output, "type": msg_type, "body": body}, default=str)
+                           "output": output, "type": msg_type, "messageId": message_id,
+                           "body": body}, default=str)
         with self._lock, (self.outputs_dir / f"{output}.jsonl").open("a") as fh:
             fh.write(line + "\n")
         event(log, logging.INFO, "output.sent", output=output, type=msg_type)
@@ -113,7 +121,7 @@ class LocalLink(EdgeLink):
             self._observer.join(timeout=5)
 
     def _file_event(self, path: Path) -> None:
-        if self.twin_file is None or path.resolve() != self.twin_file:
+        if self.twin_file is None or path.parent.resolve() / path.name != self.twin_file:
             return
         with self._lock:
             if self._timer is not None:
@@ -124,28 +132,43 @@ class LocalLink(EdgeLink):
 
     def _read(self) -> Doc | None:
         assert self.twin_file is not None and self._handlers is not None
-        if not self.twin_file.exists():
-            event(log, logging.WARNING, "local_twin.missing", file=self.twin_file)
-            return {}
         try:
             doc, _ = load_yaml_file(self.twin_file)
         except SettingsRejected as exc:
+            self._refused = True
             self._handlers.on_source_error(exc.errors)
             return None
         return doc
 
     def _reload(self) -> None:
+        """Read the file and hand it on: whole the first time, as a patch afterwards. One at a
+        time: a debounce timer can fire while the previous reload still runs."""
+        try:
+            with self._reload_lock:
+                self._hand_on()
+        except Exception as exc:  # noqa: BLE001 - a reload must never die silently
+            event_with_traceback(log, logging.ERROR, "local_twin.reload_failed", exc,
+                                 file=self.twin_file)
+
+    def _hand_on(self) -> None:
         assert self._handlers is not None
         doc = self._read()
         if doc is None:
             return
+        if self._doc is None:
+            self._version += 1
+            self._doc, self._refused = doc, False
+            self._handlers.on_twin({**doc, "$version": self._version})
+            return
         patch = diff(self._doc, doc)
-        if not patch:
+        if not patch and not self._refused:
             return
         self._version += 1
-        self._doc = doc
         event(log, logging.INFO, "local_twin.changed", file=self.twin_file, version=self._version)
-        self._handlers.on_patch({**patch, "$version": self._version})
+        if self._handlers.on_patch({**patch, "$version": self._version}):
+            self._doc, self._refused = doc, False
+        else:
+            self._refused = True
 
     def _request_event(self, path: Path) -> None:
         if path.suffix != ".json" or path.parent != self.requests_dir or not path.exists():
@@ -164,12 +187,6 @@ class LocalLink(EdgeLink):
                 status, result = 500, {"error": f"{type(exc).__name__}: {exc}"}
         path.unlink(missing_ok=True)
         write_json_atomic(self.responses_dir / path.name, {"status": status, "payload": result})
-
-
-def _drop_nulls(doc: dict[str, Any]) -> dict[str, Any]:
-    """Reported state as the hub would hold it: keys patched to null are gone."""
-    return {k: _drop_nulls(v) if isinstance(v, dict) else v for k, v in doc.items()
-            if v is not None}
 
 
 def invoke_local_method(data_dir: Path, method: str, payload: Any,

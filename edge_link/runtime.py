@@ -30,7 +30,7 @@ from config.registry import ModuleSpec
 from config.store import Listener, SettingsStore
 from contracts.messages import Message, WorkerFailed
 from contracts.outputs import MODULE_OUTPUTS
-from edge_link.base import EdgeLink, LinkHandlers
+from edge_link.base import BadIdentity, EdgeLink, LinkHandlers
 from edge_link.factory import open_link
 from edge_link.status import StatusReporter
 from infra.logs import apply_logging_settings, event, redact_value, setup_logging
@@ -107,6 +107,9 @@ class ModuleRuntime(Generic[S]):
         self.workers = Workers(self._worker_failed)
         self.reporter.add(lambda: {"workers": self.workers.health()})
         self._first_twin = threading.Event()
+        # Set by the first twin, or by a twin source that cannot give one (an unreadable file).
+        self._twin_settled = threading.Event()
+        self._twin_lock = threading.Lock()
         self._stopping = threading.Event()
         self._started_at = datetime.now(UTC)
 
@@ -141,11 +144,14 @@ class ModuleRuntime(Generic[S]):
         self.link.start(LinkHandlers(on_twin=self._on_twin, on_patch=self._on_patch,
                                      on_method=self._on_method,
                                      on_source_error=self._on_source_error))
-        if not self._first_twin.wait(self.options.twin_wait_s):
-            event(log, logging.WARNING, "settings.twin_unavailable",
-                  waited_s=self.options.twin_wait_s, action="running on last good settings")
-            self.store.restore_last_good()
-            self._report_settings()
+        self._twin_settled.wait(self.options.twin_wait_s)
+        with self._twin_lock:
+            # Under the lock: a twin that arrives now must not be overridden by the fallback.
+            if not self._first_twin.is_set():
+                event(log, logging.WARNING, "settings.twin_unavailable",
+                      waited_s=self.options.twin_wait_s, action="running on last good settings")
+                self.store.restore_last_good()
+                self._report_settings()
         self.store.mark_started()
         self._report({"module": {"name": self.spec.name, "version": package_version(),
                                      "link": self.link.kind,
@@ -164,7 +170,8 @@ class ModuleRuntime(Generic[S]):
                              f"{sorted(o.value for o in MODULE_OUTPUTS[self.spec.name])}")
         stamped = message.model_copy(update={"device_id": self.link.identity.device_id,
                                              "module_id": self.link.identity.module_id})
-        self.link.send(output, message.TYPE, redact_value(stamped.body()))
+        self.link.send(output, message.TYPE, redact_value(stamped.body()),
+                       message_id=message.message_id())
 
     def run_until_signalled(self) -> int:
         """Block until SIGTERM or SIGINT (IoT Edge stops modules with SIGTERM): exit code 0;
@@ -198,16 +205,20 @@ class ModuleRuntime(Generic[S]):
         self._report({"settings": self.store.report()})
 
     def _on_twin(self, desired: dict[str, Any]) -> None:
-        self.store.replace_twin(desired)
-        self._first_twin.set()
+        with self._twin_lock:
+            self.store.replace_twin(desired)
+            self._first_twin.set()
+        self._twin_settled.set()
         self._report_settings()
 
-    def _on_patch(self, patch: dict[str, Any]) -> None:
-        self.store.apply_patch(patch)
+    def _on_patch(self, patch: dict[str, Any]) -> bool:
+        accepted = self.store.apply_patch(patch).accepted
         self._report_settings()
+        return accepted
 
     def _on_source_error(self, errors: list[FieldError]) -> None:
         self.store.record_rejection(errors)
+        self._twin_settled.set()
         self._report_settings()
 
     def _on_change(self, old: Any, new: Any, changed: tuple[str, ...]) -> None:
@@ -259,12 +270,8 @@ def module_main(spec: ModuleSpec[S], description: str,
     setup_logging(name)
     options = RuntimeOptions(config_file=args.config, data_dir=args.data_dir,
                              twin_wait_s=args.twin_wait, cli=args)
-    try:
-        runtime = ModuleRuntime(spec, options)
-        runtime.start()
-    except SettingsRejected as exc:
-        for err in exc.errors:
-            event(log, logging.ERROR, "settings.invalid_at_start", error=str(err))
+    runtime = _open_runtime(spec, options)
+    if runtime is None:
         return 2
     settings = runtime.settings
     ids = {"device_id": runtime.link.identity.device_id}
@@ -289,6 +296,22 @@ def module_main(spec: ModuleSpec[S], description: str,
     finally:
         _stop_all(started, runtime)
     return code
+
+
+def _open_runtime(spec: ModuleSpec[S], options: RuntimeOptions) -> ModuleRuntime[S] | None:
+    """The runtime, started; None, once the log says why, when the settings at start or the
+    device and module ids are refused."""
+    try:
+        runtime = ModuleRuntime(spec, options)
+        runtime.start()
+    except SettingsRejected as exc:
+        for err in exc.errors:
+            event(log, logging.ERROR, "settings.invalid_at_start", error=str(err))
+        return None
+    except BadIdentity as exc:
+        event(log, logging.ERROR, "module.bad_identity", error=str(exc))
+        return None
+    return runtime
 
 
 def _stop_all(services: list[ModuleService[S]], runtime: ModuleRuntime[S]) -> None:

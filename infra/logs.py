@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-_URL = r"\b[A-Za-z][A-Za-z0-9+.-]*://"
+# Every pattern runs in time linear in the text, whatever the text (a log line or a reported
+# value may be a hostile 30 kB twin string): a scheme is at most 32 characters, and a URL's path
+# cannot run across another "://", so no match attempt rescans what an earlier one read.
+_URL = r"\b[A-Za-z][A-Za-z0-9+.-]{0,31}://"
+_PATH = r"(?:[^\s?#\"':]|:(?!//))*"
 _SECRETS = [
     # A URL's user:password, and its whole query string: a SAS token is the query string, and
     # no query string of a model or blob URL is needed to recognise it in a log or report.
     re.compile(rf"({_URL})[^\s/@\"']+(?=@)"),
-    re.compile(rf"({_URL}[^\s?#\"']*\?)[^\s#\"']+"),
+    re.compile(rf"({_URL}{_PATH}\?)[^\s#\"']+"),
     re.compile(r"(SharedAccessKey=)[^;\s\"']+", re.IGNORECASE),
     re.compile(r"(AccountKey=)[^;\s\"']+", re.IGNORECASE),
     re.compile(r"([?&]sig=)[^&\s\"']+", re.IGNORECASE),
@@ -27,6 +32,11 @@ _SECRETS = [
     re.compile(r"(SharedAccessSignature )[^;\s\"']+", re.IGNORECASE),
 ]
 REDACTED = "***"
+#: How much of an outside value an error, a log line or a report quotes.
+EXCERPT_CHARS = 200
+# Redaction looks this far into a value before it is cut, so that a secret which starts inside
+# the excerpt is recognised by the text that follows it (the ``@`` after a URL's password).
+_REDACT_WINDOW = 4096
 # Loggers of the product's own packages; a line from any other logger names it.
 _OWN_LOGGERS = ("config", "edge_link", "infra", "contracts", "cli", "camera_module",
                 "detector_module", "uploader_module")
@@ -41,14 +51,37 @@ def redact(text: str) -> str:
 
 
 def redact_value(value: Any) -> Any:
-    """Redact strings inside a JSON-like value (for reported properties and messages)."""
+    """Redact strings inside a JSON-like value, keys included (for reported properties and
+    messages: a per-label map's keys come from the twin too)."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {k: redact_value(v) for k, v in value.items()}
+        return {redact(k) if isinstance(k, str) else k: redact_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact_value(v) for v in value]
     return value
+
+
+def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> Any:
+    """What an error, a log line or a report may quote of a value from outside: numbers,
+    booleans and None as they are (a non-finite float as its name, which JSON cannot carry);
+    strings, and anything else as its JSON text, redacted and cut to ``limit`` characters
+    with their full length said, so a 30 kB twin value never travels whole."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, str):
+        text = value
+    else:
+        try:
+            text = json.dumps(value, default=lambda o: type(o).__name__)
+        except (RecursionError, ValueError):
+            text = f"<{type(value).__name__}>"
+    shown = redact(text[:_REDACT_WINDOW])
+    if len(text) <= limit and len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}... ({len(text)} characters)"
 
 
 def event(logger: logging.Logger, level: int, name: str, /, **fields: Any) -> None:

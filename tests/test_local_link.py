@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from config.registry import module_spec
-from contracts.messages import ClipUploaded, ClipWritten, EventStarted, read_message
+from contracts.messages import (
+    ClipUploaded,
+    ClipWritten,
+    EventStarted,
+    WorkerFailed,
+    read_message,
+)
 from edge_link.local import invoke_local_method
 from edge_link.runtime import ModuleRuntime, RuntimeOptions
 from infra.supervision import Workers
@@ -136,3 +143,103 @@ def test_a_worker_that_keeps_failing_ends_the_module_with_exit_code_1(
               .splitlines()]
     assert [(a["type"], a["body"]["worker"], a["body"]["restarting"]) for a in alerts] == [
         ("worker.failed", "detect", True), ("worker.failed", "detect", False)]
+
+
+def test_a_refused_edit_leaves_nothing_of_itself_and_the_next_edit_all_it_says(
+        runtime: ModuleRuntime, twin_file: Path, data_dir: Path) -> None:
+    """The refused edit removed detect_fps and broke min_score: detect_fps stays in force
+    while it is refused; once min_score is fixed, the file (without detect_fps) is what runs."""
+    twin_file.write_text("trigger:\n  min_score: 1.5\n")
+    assert wait_until(lambda: reported(data_dir)["settings"]["status"] == "rejected", 5.0)
+    assert runtime.settings.sampling.detect_fps == 4 and runtime.settings.trigger.min_score == 0.6
+    twin_file.write_text("trigger:\n  min_score: 0.7\n")
+    assert wait_until(lambda: runtime.settings.trigger.min_score == 0.7, 5.0)
+    assert runtime.settings.sampling.detect_fps == 5.0, "removed in the file: back to default"
+
+
+def test_putting_back_the_file_in_force_clears_the_rejection(runtime: ModuleRuntime,
+                                                            twin_file: Path,
+                                                            data_dir: Path) -> None:
+    good = twin_file.read_text()
+    twin_file.write_text("trigger: [unclosed\n")
+    assert wait_until(lambda: reported(data_dir)["settings"]["status"] == "rejected", 5.0)
+    twin_file.write_text(good)
+    assert wait_until(lambda: reported(data_dir)["settings"]["status"] == "applied", 5.0)
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (lambda p, real: p.symlink_to(real), "a symbolic link"),
+    (lambda p, real: os.mkfifo(p), "not a regular file"),
+    (lambda p, real: p.mkdir(), "a folder, not a file"),
+])
+def test_a_twin_file_that_is_not_a_regular_file_is_refused_never_an_empty_twin(
+        tmp_path: Path, data_dir: Path, make: Callable[[Path, Path], object],
+        reason: str) -> None:
+    """At start the file is refused with its reason and the module runs on its last good
+    settings (not on defaults, as an empty twin would give); a regular file put there later
+    is read whole."""
+    real = tmp_path / "elsewhere.yaml"
+    real.write_text("trigger:\n  min_score: 0.9\n")
+    (data_dir / "state").mkdir(parents=True)
+    (data_dir / "state" / "settings.last_good.json").write_text(
+        '{"version": 3, "twin": {"trigger": {"cooldown_s": 20}}}')
+    twin = tmp_path / "camera.yaml"
+    make(twin, real)
+    rt = ModuleRuntime(module_spec("camera"), RuntimeOptions(twin, data_dir, twin_wait_s=60),
+                       environ={})
+    starting = threading.Thread(target=rt.start, daemon=True)
+    starting.start()
+    starting.join(30)
+    try:
+        assert not starting.is_alive(), "start hung on the twin file"
+        settings = reported(data_dir)["settings"]
+        assert settings["status"] == "rejected" and reason in \
+            settings["rejected"]["errors"][0]["reason"]
+        assert rt.settings.trigger.cooldown_s == 20 and rt.settings.trigger.min_score == 0.5
+        if twin.is_dir():
+            twin.rmdir()
+        else:
+            twin.unlink()
+        twin.write_text("trigger:\n  min_score: 0.65\n")
+        assert wait_until(lambda: rt.settings.trigger.min_score == 0.65, 5.0)
+        assert rt.settings.trigger.cooldown_s == 30, "the file is the whole twin now"
+    finally:
+        rt.stop()
+
+
+def test_messages_carry_their_stable_id_in_the_json_lines(runtime: ModuleRuntime,
+                                                         data_dir: Path) -> None:
+    runtime.send(EventStarted(train_id="t1", camera_id="c1", event_id="ev-2", start_utc=NOW,
+                              clip_from_utc=NOW))
+    runtime.send(WorkerFailed(worker="detect", error="x", failures=1, restarting=True))
+    events = [json.loads(x) for x in (data_dir / "outputs" / "events.jsonl").read_text()
+              .splitlines()]
+    alerts = [json.loads(x) for x in (data_dir / "outputs" / "alerts.jsonl").read_text()
+              .splitlines()]
+    assert events[0]["messageId"] == "event.started/ev-2"
+    assert alerts[0]["messageId"] is None, "an observation has no stable id"
+
+
+def test_a_report_over_iot_hubs_limit_is_replaced_by_a_note(runtime: ModuleRuntime,
+                                                            data_dir: Path) -> None:
+    runtime._report({"diagnostics": {"dump": "x" * 40_000}, "small": {"ok": True}})
+    doc = reported(data_dir)
+    assert doc["small"] == {"ok": True}
+    assert doc["diagnostics"]["dump"]["notReported"]["bytes"] > 40_000
+    assert len(json.dumps(doc)) < 32 * 1024
+    runtime._report({"diagnostics": {"dump": "short"}})
+    assert reported(data_dir)["diagnostics"] == {"dump": "short"}
+
+
+def test_a_reported_part_the_hub_would_refuse_is_noted_and_cleared_when_it_fits() -> None:
+    from edge_link.reported import apply_reported, fit_reported
+
+    held: dict = {}
+    fitted, noted = fit_reported(held, {"settings": {"status": "applied",
+                                                     "inForce": {"x": {"a b": 1}}}})
+    assert [place for place, _ in noted] == ["settings.inForce"]
+    assert fitted["settings"]["status"] == "applied", "the rest of the section is reported"
+    held = apply_reported(held, fitted)
+    fitted, noted = fit_reported(held, {"settings": {"status": "applied",
+                                                     "inForce": {"x": {"ab": 1}}}})
+    assert noted == [] and apply_reported(held, fitted)["settings"]["inForce"] == {"x": {"ab": 1}}

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import pytest
 
-from infra.logs import JsonFormatter, KeyValueFormatter, event, redact, setup_logging
+from infra.logs import (
+    EXCERPT_CHARS,
+    JsonFormatter,
+    KeyValueFormatter,
+    event,
+    excerpt,
+    redact,
+    redact_value,
+    setup_logging,
+)
 
 SECRETS = [
     ("HostName=h;DeviceId=d;ModuleId=m;SharedAccessKey=QUJDREVGRw==", "QUJDREVGRw=="),
@@ -70,3 +80,27 @@ def test_a_field_value_cannot_forge_a_log_line(capsys: pytest.CaptureFixture[str
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1
     assert "\\n2026" in lines[0] and "\\u001b[31mred\\r" in lines[0]
+
+
+@pytest.mark.parametrize("hostile", ["b-" * 50_000, "a://" * 25_000, "x://y/" + "a://" * 25_000])
+def test_redaction_time_is_linear_in_the_text(hostile: str) -> None:
+    """100 kB of scheme-like text: the old patterns rescanned it from every "x://" (minutes);
+    these read it once (well under a second, so 5 s is a bound no loaded machine misses)."""
+    started = time.monotonic()
+    redact(hostile)
+    assert time.monotonic() - started < 5.0
+
+
+def test_an_excerpt_is_short_redacted_and_says_how_long_the_value_was() -> None:
+    long_secret = "http://user:hunter2@" + "h" * 5000
+    shown = excerpt(long_secret)
+    assert "hunter2" not in shown and shown.endswith("... (5020 characters)")
+    assert len(shown) < EXCERPT_CHARS + 30
+    assert excerpt({"k": ["v"] * 1000}).startswith('{"k": ["v", ')
+    assert excerpt(float("nan")) == "nan" and excerpt(3) == 3 and excerpt(None) is None
+    assert excerpt("short") == "short"
+
+
+def test_redaction_of_a_value_covers_its_keys() -> None:
+    assert redact_value({"AccountKey=c2VjcmV0": {"x": "sig=1"}}) == {
+        "AccountKey=***": {"x": "sig=1"}}

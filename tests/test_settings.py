@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +175,195 @@ def test_a_rotated_secret_counts_as_a_change() -> None:
     store.replace_twin({"upload": {"connection_string": "AccountName=a;AccountKey=b2xk;"}})
     outcome = store.apply_patch({"upload": {"connection_string": "AccountName=a;AccountKey=bmV3;"}})
     assert outcome.changed == ("upload.connection_string",)
+
+
+# -- a full desired document applies field by field; a patch stays all or nothing ----------
+
+
+def test_a_bad_value_in_a_full_read_never_blocks_a_good_change_elsewhere() -> None:
+    store = SettingsStore(CameraSettings)
+    store.replace_twin({"$version": 2, "trigger": {"min_score": 0.6, "cooldown_s": 5}})
+    outcome = store.replace_twin({"$version": 3, "trigger": {"min_score": 7, "cooldown_s": 12},
+                                  "sampling": {"detect_fps": 2, "jpeg_qualty": 90}})
+    assert outcome.accepted and store.version == 3
+    s = store.current
+    assert (s.trigger.cooldown_s, s.sampling.detect_fps) == (12, 2), "the good fields apply"
+    assert s.trigger.min_score == 0.6, "the bad one keeps the value in force"
+    rejected = store.report()["rejected"]
+    assert store.report()["status"] == "rejected" and rejected["partial"] is True
+    assert sorted(e["path"] for e in rejected["errors"]) == ["sampling.jpeg_qualty",
+                                                            "trigger.min_score"]
+
+
+def test_a_section_rule_broken_in_a_full_read_keeps_that_section_in_force() -> None:
+    store = SettingsStore(CameraSettings)
+    store.replace_twin({"$version": 1, "trigger": {"confirm_hits": 2}})
+    store.replace_twin({"$version": 2, "trigger": {"confirm_hits": 9},
+                        "recording": {"post_roll_s": 7}})
+    assert store.current.trigger.confirm_hits == 2
+    assert store.current.recording.post_roll_s == 7
+    assert [e["path"] for e in store.report()["rejected"]["errors"]] == ["trigger"]
+
+
+def test_at_boot_a_bad_field_of_the_twin_falls_back_to_its_last_good_value(tmp_path: Path
+                                                                            ) -> None:
+    path = tmp_path / "last_good.json"
+    SettingsStore(CameraSettings, last_good_path=path).replace_twin(
+        {"$version": 4, "trigger": {"cooldown_s": 42, "min_score": 0.8}})
+    store = SettingsStore(CameraSettings, last_good_path=path)
+    store.replace_twin({"$version": 5, "trigger": {"cooldown_s": "soon", "min_score": 0.9}})
+    assert (store.current.trigger.cooldown_s, store.current.trigger.min_score) == (42, 0.9)
+
+
+# -- $version -------------------------------------------------------------------------------
+
+
+def test_version_never_goes_backwards() -> None:
+    store = SettingsStore(CameraSettings)
+    store.replace_twin({"$version": 5, "trigger": {"cooldown_s": 5}})
+    late_patch = store.apply_patch({"$version": 4, "trigger": {"cooldown_s": 4}})
+    repeated = store.apply_patch({"$version": 5, "trigger": {"cooldown_s": 6}})
+    late_read = store.replace_twin({"$version": 3, "trigger": {"cooldown_s": 3}})
+    assert late_patch.stale and repeated.stale and late_read.stale
+    assert store.current.trigger.cooldown_s == 5 and store.version == 5
+    assert store.report()["status"] == "applied", "an old document is not a rejection"
+    assert store.replace_twin({"$version": 5, "trigger": {"cooldown_s": 7}}).accepted
+
+
+def test_the_first_read_wins_over_the_version_saved_by_another_twin(tmp_path: Path) -> None:
+    """A module identity made anew starts its twin at $version 1 again."""
+    path = tmp_path / "last_good.json"
+    SettingsStore(CameraSettings, last_good_path=path).replace_twin(
+        {"$version": 40, "trigger": {"cooldown_s": 40}})
+    store = SettingsStore(CameraSettings, last_good_path=path)
+    assert store.restore_last_good() and store.version == 40
+    assert store.replace_twin({"$version": 2, "trigger": {"cooldown_s": 2}}).accepted
+    assert store.version == 2 and store.current.trigger.cooldown_s == 2
+
+
+# -- what a document may be ------------------------------------------------------------------
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    node = doc
+    for _ in range(depth):
+        node["a"] = {}
+        node = node["a"]
+    return doc
+
+
+@pytest.mark.parametrize("depth", [17, 100_000])
+def test_nesting_deeper_than_the_bound_is_rejected_and_reported(depth: int) -> None:
+    store = SettingsStore(CameraSettings)
+    for outcome in (store.apply_patch({"$version": 1, "trigger": _nested(depth)}),
+                    store.replace_twin({"$version": 2, "trigger": _nested(depth)})):
+        assert not outcome.accepted
+        assert outcome.errors[0].reason == "nested deeper than 16 levels"
+    assert store.report()["rejected"]["errors"][0]["path"].startswith("trigger.a.a")
+
+
+@pytest.mark.parametrize(("patch", "path"), [
+    ({"trigger": {"cooldown_s": True}}, "trigger.cooldown_s"),
+    ({"sampling": {"jpeg_quality": False}}, "sampling.jpeg_quality"),
+    ({"trigger": {"label_min_score": {"graffiti": True}}}, "trigger.label_min_score"),
+    ({"trigger": {"include_zones": [[[True, 0], [0, 1], [1, 1]]]}}, "trigger.include_zones"),
+])
+def test_a_boolean_is_not_a_number(patch: dict[str, Any], path: str) -> None:
+    outcome = SettingsStore(CameraSettings).apply_patch(patch)
+    assert [(e.path, e.reason) for e in outcome.errors] == [
+        (path, "a boolean (true/false) is not a number")]
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), 1e308, "inf"])
+def test_non_finite_and_huge_numbers_are_refused_where_a_bound_exists(value: Any) -> None:
+    from config.uploader import UploaderSettings
+
+    assert not SettingsStore(CameraSettings).apply_patch(
+        {"trigger": {"cooldown_s": value}}).accepted
+    assert not SettingsStore(UploaderSettings).apply_patch(
+        {"outbox": {"quota_mb": value}}).accepted
+
+
+def test_a_rejection_quotes_excerpts_and_stays_small() -> None:
+    """A twin full of long keys and values: the report names ten errors and counts the rest,
+    each quoting at most ~200 characters, well under IoT Hub's 32 KB."""
+    patch = {"trigger": {f"k{i}-" + "x" * 2000: "v" * 30_000 for i in range(200)},
+             "sampling": {"detector_url": "y" * 100_000}}
+    store = SettingsStore(CameraSettings)
+    store.apply_patch(patch)
+    rejected = store.report()["rejected"]
+    assert len(rejected["errors"]) == 10 and rejected["more"] == 191
+    assert len(json.dumps(rejected)) < 8000
+    assert all(len(str(e.get("value", ""))) < 260 for e in rejected["errors"])
+
+
+@pytest.mark.parametrize(("value", "why"), [("../x", "'../x'"), (".", "'.'"), ("a/b", "'a/b'"),
+                                           ("x" * 65, "'xxxx")])
+def test_camera_and_train_ids_follow_the_identifier_rule(value: str, why: str) -> None:
+    for field in ("camera_id", "train_id"):
+        outcome = SettingsStore(CameraSettings).apply_patch({"identity": {field: value}})
+        assert [e.path for e in outcome.errors] == [f"identity.{field}"]
+        assert why in outcome.errors[0].reason and "not a valid identifier" in \
+            outcome.errors[0].reason
+
+
+# -- YAML and files ---------------------------------------------------------------------------
+
+
+BILLION_LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8))
+
+
+def test_yaml_aliases_are_refused_before_anything_expands() -> None:
+    from config.layers import load_yaml
+
+    assert len(BILLION_LAUGHS) < 2048
+    with pytest.raises(SettingsRejected) as info:
+        load_yaml(BILLION_LAUGHS, "camera.yaml")
+    error = info.value.errors[0]
+    assert error.reason.startswith("YAML aliases (*name) are not allowed") and error.line == 2
+    assert env_layer("CAMERA_", {"CAMERA_TRIGGER__LABELS": "[&a x, *a]"}) == {
+        "trigger": {"labels": "[&a x, *a]"}}, "an alias in a variable stays plain text"
+
+
+def test_yaml_values_are_json_values() -> None:
+    from config.layers import load_yaml
+
+    assert load_yaml("identity:\n  camera_id: 2026-12-01\n", "f")[0] == {
+        "identity": {"camera_id": "2026-12-01"}}, "a date stays text, as in a twin"
+    for text, reason in [("a: !!binary aGk=\n", "a bytes is not a settings value"),
+                         ("1: x\n", "key 1 is not a string"),
+                         ("[" * 40 + "]" * 40 + "\n", "nested deeper than 16 levels")]:
+        with pytest.raises(SettingsRejected) as info:
+            load_yaml(text, "f")
+        assert reason in info.value.errors[0].reason
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (lambda p: p.symlink_to("/etc/passwd"), "a symbolic link"),
+    (lambda p: p.mkdir(), "a folder, not a file"),
+    (lambda p: os.mkfifo(p), "not a regular file"),
+    (lambda p: p.write_bytes(b"\x00\x01\x02\xff" * 10), "not a text file"),
+    (lambda p: p.write_bytes(b"a: \xff\xfe\n"), "not UTF-8 text"),
+    (lambda p: p.write_text("#" * 70_000), "65536"),
+    (lambda p: None, "file not found"),
+])
+def test_a_file_that_cannot_be_a_settings_file_is_refused_with_its_reason(
+        tmp_path: Path, make: Callable[[Path], object], reason: str) -> None:
+    from config.layers import load_yaml_file
+
+    path = tmp_path / "camera.yaml"
+    make(path)
+    with pytest.raises(SettingsRejected) as info:
+        load_yaml_file(path)
+    assert reason in info.value.errors[0].reason
+    assert info.value.errors[0].source == str(path)
+
+
+@pytest.mark.parametrize("key", ["a.b", "a$b", "spray paint", "tab\t", ""])
+def test_per_label_keys_follow_iot_hubs_rule_for_twin_keys(key: str) -> None:
+    """Otherwise the settings in force could not be reported (the hub refuses such keys)."""
+    outcome = SettingsStore(CameraSettings).apply_patch(
+        {"trigger": {"label_min_score": {key: 0.5}}})
+    assert not outcome.accepted and "IoT Hub refuses such keys" in outcome.errors[0].reason

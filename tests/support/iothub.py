@@ -1,7 +1,9 @@
 """A test-side IoT Hub: answers the hub's MQTT topics so the real SDK runs end to end.
 
 It holds one module twin, answers twin GETs and reported patches, pushes desired patches,
-invokes direct methods and records the messages the module sends to its outputs.
+invokes direct methods and records the messages the module sends to its outputs. Like IoT
+Hub, it refuses (status 400) a reported patch that would take the reported properties past
+``reported_limit`` bytes (32 KB at the hub) or that has a key with '.', '$' or a space.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ class HubResponder:
     reported_patches: list[dict[str, Any]] = field(default_factory=list)
     messages: list[OutputMessage] = field(default_factory=list)
     version: int = 1
+    reported_limit: int = 32 * 1024
+    refused_patches: int = 0
+    # False: reported patches are taken but never answered, as when the answer is lost with
+    # the connection.
+    answer_reported: bool = True
 
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
@@ -104,9 +111,17 @@ class HubResponder:
                 client.publish(f"$iothub/twin/res/200/?$rid={params['$rid']}", json.dumps(twin))
             elif topic.startswith("$iothub/twin/PATCH/properties/reported"):
                 patch = json.loads(msg.payload)
-                self.reported_patches.append(patch)
-                self.reported = merge(self.reported, patch)
-                client.publish(f"$iothub/twin/res/204/?$rid={params['$rid']}&$version=1", b"")
+                merged = merge(self.reported, patch)
+                if len(json.dumps(merged)) > self.reported_limit or _refused_key(patch):
+                    self.refused_patches += 1
+                    client.publish(f"$iothub/twin/res/400/?$rid={params['$rid']}",
+                                   json.dumps({"errorCode": 400004}))
+                else:
+                    self.reported_patches.append(patch)
+                    self.reported = merged
+                    if self.answer_reported:
+                        client.publish(f"$iothub/twin/res/204/?$rid={params['$rid']}"
+                                       "&$version=1", b"")
             elif topic.startswith("$iothub/methods/res/"):
                 status = int(topic.split("/")[3])
                 self._method_results[params["$rid"]] = (status, json.loads(msg.payload or b"null"))
@@ -116,3 +131,10 @@ class HubResponder:
                                                    json.loads(msg.payload)))
             self._lock.notify_all()
 
+
+
+def _refused_key(doc: Any) -> bool:
+    """Whether a key anywhere in ``doc`` breaks IoT Hub's rule for twin keys."""
+    if isinstance(doc, dict):
+        return any(any(c in str(k) for c in ".$ ") or _refused_key(v) for k, v in doc.items())
+    return False
