@@ -84,7 +84,11 @@ class PacketRing:
             self._trim()
 
     def since(self, t: float) -> list[EncodedPacket]:
-        """Packets from the last keyframe at or before ``t`` (or the oldest one) to now."""
+        """Packets from the last keyframe at or before ``t`` (or the oldest one) to now.
+
+        Never from a stream session that ended before ``t``: after a camera hang the last
+        keyframe before ``t`` may be the one before the hang, and a clip starting there would
+        claim the whole outage as its own. It starts at the next session's first keyframe."""
         with self._lock:
             packets = list(self._packets)
         start = 0
@@ -93,7 +97,20 @@ class PacketRing:
                 start = index
             elif packet.t > t:
                 break
+        while start < len(packets):
+            info = packets[start].info
+            end = next((i for i in range(start, len(packets)) if packets[i].info is not info),
+                       None)
+            if end is None or packets[end - 1].t >= t:
+                break
+            start = next((i for i in range(end, len(packets)) if packets[i].keyframe),
+                         len(packets))
         return packets[start:]
+
+    def newest_t(self) -> float:
+        """Time of the newest packet (minus infinity while empty)."""
+        with self._lock:
+            return self._packets[-1].t if self._packets else float("-inf")
 
     def stats(self) -> dict[str, float | int]:
         with self._lock:

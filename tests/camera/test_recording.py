@@ -13,7 +13,7 @@ from typing import Any
 import av
 import pytest
 
-import camera_module.recorder as recorder_module
+import camera_module.publisher as publisher_module
 from camera_module.clipwriter import write_video
 from camera_module.detector import scaled_size
 from camera_module.packets import EncodedPacket, PacketRing, StreamInfo
@@ -129,7 +129,7 @@ def make_recorder(tmp_path: Path, packets: list[EncodedPacket]) -> tuple[Recorde
     recorder = Recorder(ring, tmp_path / "outbox", WallClock(0.0),
                         Identity("dev-1", "camera_module"),
                         lambda: IdentitySettings(train_id="train-1", camera_id="cam-1"), sent,
-                        max_failed=1)
+                        recordings=tmp_path / "recordings", max_failed=1)
     (tmp_path / "outbox").mkdir()
     return recorder, sent
 
@@ -138,12 +138,12 @@ def test_full_disk_is_reported_and_the_clip_kept_for_a_retry(
         h264_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     packets = demux(h264_file)
     recorder, sent = make_recorder(tmp_path, packets)
-    real_publish = recorder_module.publish
+    real_publish = publisher_module.publish
 
     def full(*args: Any) -> Any:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(recorder_module, "publish", full)
+    monkeypatch.setattr(publisher_module, "publish", full)
     tag = Detection("graffiti", 0, 0.9, (0.6, 0.3, 0.8, 0.6))
     recorder.observe(Observation(102.5, [tag], 0.9), None)
     first = recorder.snapshot("ev-1", 101.0, 104.0, {}, None)
@@ -156,7 +156,7 @@ def test_full_disk_is_reported_and_the_clip_kept_for_a_retry(
     assert sent.messages[-1][2]["dropped"] == "ev-1"  # max_failed=1: the oldest gives way
     assert recorder.dropped == 1
 
-    monkeypatch.setattr(recorder_module, "publish", real_publish)
+    monkeypatch.setattr(publisher_module, "publish", real_publish)
     files = recorder.write(second)
     assert files is not None and set(files) == {"ev-2.mp4", "ev-2.json"}
     sidecar = ClipSidecar.model_validate_json((tmp_path / "outbox" / "ev-2.json").read_text())
