@@ -5,11 +5,14 @@ its own, ``<data-dir>/recordings/<stem>/``, never the outbox (the uploader must 
 clip before it is whole):
 
 - ``video.bin``: the camera's encoded packets, one record each (magic, kind, length, CRC-32,
-  then pts, dts, the module's time of the frame, the stream session, the keyframe flag and the
-  bytes), and one record per stream session describing it (codec, size, rate, time base,
-  parameter sets). A record is handed to the kernel as soon as it is made, so a kill -9 loses
-  nothing already written; the file is fsynced every ``recording.sync_interval_s``, so a power
-  cut loses at most that much (plus the packets still queued).
+  then pts, dts, stream time, the stream session, its clock anchor, the keyframe flag and the
+  bytes), one record per stream session describing it (codec, size, rate, time base,
+  parameter sets), and a record each time a session's clock anchor (the module time its
+  stream time starts at, :class:`~camera_module.packets.Anchor`) moves, so the packets of a
+  session's first second get the final estimate, as they would in memory. A record is
+  handed to the kernel as soon as it is made, so a kill -9 loses nothing already written;
+  the file is fsynced every ``recording.sync_interval_s``, so a power cut loses at most that
+  much (plus the packets still queued).
 - ``journal.jsonl``: a header line (event, part, kind, trigger time, thresholds, the mapping
   of the module's clock to UTC), the model in use, one line per observation with
   detections, and an ``end`` line once the recording ended normally; fsynced with the video.
@@ -44,7 +47,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from camera_module.packets import EncodedPacket, StreamInfo
+from camera_module.packets import Anchor, EncodedPacket, StreamInfo
 from infra.durable import fsync_dir
 
 VIDEO_FILE = "video.bin"
@@ -52,10 +55,14 @@ JOURNAL_FILE = "journal.jsonl"
 MAGIC = b"GEr1"
 # magic, kind, body length, CRC-32 of kind and body
 RECORD = struct.Struct("<4sBII")
-# pts, dts, module time, journal session, keyframe
-PACKET = struct.Struct("<qqdIB")
+# pts, dts, stream time, journal session, journal anchor (0: none), keyframe
+PACKET = struct.Struct("<qqdIIB")
+# journal anchor, its value
+ANCHOR = struct.Struct("<Id")
 KIND_STREAM = 1
 KIND_PACKET = 2
+KIND_ANCHOR = 3
+ANCHOR_EPSILON_S = 0.0005
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -123,8 +130,9 @@ class JournalWriter:
         self.folder = folder
         self._video = _AppendFile(folder / VIDEO_FILE)
         self._lines = _AppendFile(folder / JOURNAL_FILE)
-        self._sessions: dict[int, int] = {}  # id(StreamInfo) -> journal session
-        self._infos: list[StreamInfo] = []  # keeps those ids alive
+        # Keyed by id() of the live objects, which are kept alive here so no id is reused.
+        self._sessions: dict[int, tuple[int, StreamInfo]] = {}
+        self._anchors: dict[int, tuple[int, float, Anchor]] = {}
         if self._lines.size == 0:
             self.line({"type": "header", **header})
         self.sync()
@@ -132,16 +140,23 @@ class JournalWriter:
             fsync_dir(folder.parent)
 
     def packet(self, packet: EncodedPacket) -> None:
-        session = self._sessions.get(id(packet.info))
-        data = b""
+        data, session, anchor_id = b"", self._sessions.get(id(packet.info)), 0
         if session is None:
-            session = len(self._infos) + 1
-            data = _stream_record(session, packet.info)
-        body = PACKET.pack(packet.pts, packet.dts, packet.t, session, packet.keyframe)
+            session = (len(self._sessions) + 1, packet.info)
+            data += _stream_record(session[0], packet.info)
+        anchor = packet.anchor
+        known = self._anchors.get(id(anchor)) if anchor is not None else None
+        if anchor is not None:
+            anchor_id = known[0] if known else len(self._anchors) + 1
+            if known is None or abs(known[1] - anchor.value) > ANCHOR_EPSILON_S:
+                data += _record(KIND_ANCHOR, ANCHOR.pack(anchor_id, anchor.value))
+                known = (anchor_id, anchor.value, anchor)
+        body = PACKET.pack(packet.pts, packet.dts, packet.offset, session[0], anchor_id,
+                           packet.keyframe)
         self._video.write(data + _record(KIND_PACKET, body + packet.data))
-        if id(packet.info) not in self._sessions:
-            self._sessions[id(packet.info)] = session
-            self._infos.append(packet.info)
+        self._sessions[id(packet.info)] = session
+        if anchor is not None and known is not None:
+            self._anchors[id(anchor)] = known
 
     def line(self, doc: dict[str, Any]) -> None:
         self._lines.write(json.dumps(doc, separators=(",", ":")).encode() + b"\n")
@@ -217,6 +232,7 @@ def read_packets(folder: Path) -> JournalPackets:
 def _scan(buf: mmap.mmap) -> JournalPackets:
     out = JournalPackets([])
     infos: dict[int, StreamInfo] = {}
+    anchors: dict[int, Anchor] = {}
     seen: set[tuple[int, int]] = set()
     need_key, pos, size = False, 0, len(buf)
     while pos + RECORD.size <= size:
@@ -235,16 +251,30 @@ def _scan(buf: mmap.mmap) -> JournalPackets:
         if kind == KIND_STREAM:
             session, info = _stream_info(body)
             infos[session] = info
-            continue
-        pts, dts, t, session, key = PACKET.unpack_from(body)
-        info = infos.get(session)
-        if info is None or (need_key and not key) or (session, dts) in seen:
-            out.dropped += info is None or need_key
-            continue
-        need_key = False
-        seen.add((session, dts))
-        out.packets.append(EncodedPacket(body[PACKET.size:], pts, dts, bool(key), t, t, info))
+        elif kind == KIND_ANCHOR:
+            anchor_id, value = ANCHOR.unpack(body)
+            anchors.setdefault(anchor_id, Anchor(value)).value = value
+        elif kind == KIND_PACKET:
+            need_key = _packet(body, infos, anchors, seen, need_key, out)
     return out
+
+
+def _packet(body: bytes, infos: dict[int, StreamInfo], anchors: dict[int, Anchor],
+            seen: set[tuple[int, int]], need_key: bool, out: JournalPackets) -> bool:
+    """Keep one packet record (unless a damaged region before it means its keyframe is
+    gone); whether a keyframe is still needed."""
+    pts, dts, offset, session, anchor_id, key = PACKET.unpack_from(body)
+    info = infos.get(session)
+    anchor = anchors.get(anchor_id) if anchor_id else None
+    if (session, dts) in seen:
+        return need_key
+    if info is None or (anchor_id and anchor is None) or (need_key and not key):
+        out.dropped += 1
+        return True
+    seen.add((session, dts))
+    out.packets.append(EncodedPacket(body[PACKET.size:], pts, dts, bool(key), offset, offset,
+                                     info, anchor))
+    return False
 
 
 def _stream_info(body: bytes) -> tuple[int, StreamInfo]:

@@ -29,21 +29,39 @@ class StreamInfo:
     extradata: bytes
 
 
+class Anchor:
+    """The module time at which one stretch of a stream's time is zero, as well as it is
+    known so far: :class:`~camera_module.source.StreamSource` lowers it while the first
+    packets of a session (read during probing, or a server's burst at connect) give way to
+    ones that arrive on time. Packets hold it by reference, so the ones that came early in a
+    session get the better estimate too, in the ring, in a clip and in the journal."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedPacket:
     """One access unit (all slices of one frame).
 
-    ``t`` is the module's monotonic clock at which the frame belongs in real time: stream time
-    anchored to the arrival of the first packet, so the burst a server sends at connect does
-    not squeeze timestamps. ``arrived`` is when it actually arrived (for latency figures)."""
+    :attr:`t` is the module's monotonic clock at which the frame was captured: ``anchor +
+    offset`` (``offset`` is the stream time), or ``offset`` itself with no anchor (a file,
+    a test). ``arrived`` is when it actually arrived (for latency figures)."""
 
     data: bytes
     pts: int
     dts: int
     keyframe: bool
-    t: float
+    offset: float
     arrived: float
     info: StreamInfo
+    anchor: Anchor | None = None
+
+    @property
+    def t(self) -> float:
+        return self.offset if self.anchor is None else self.anchor.value + self.offset
 
     @property
     def duration_hint(self) -> int:

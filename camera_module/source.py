@@ -25,7 +25,7 @@ from fractions import Fraction
 
 import av
 
-from camera_module.packets import EncodedPacket, StreamInfo
+from camera_module.packets import Anchor, EncodedPacket, StreamInfo
 from config.camera import StreamSettings
 from infra.backoff import Backoff
 from infra.logs import event
@@ -266,22 +266,23 @@ class _SessionClock:
     A file is paced to real time (it stands in for a camera) and gets a timestamp offset on
     every loop so time keeps increasing. A live frame cannot arrive before it was captured,
     so the mapping is the earliest the stream allows: the smallest ``arrival - stream time``
-    over the last :data:`ANCHOR_WINDOW_S` seconds. The packets PyAV read while probing the
-    stream (handed over late, at once) and a burst at connect then do not shift the clock;
-    what remains is the camera's own latency to the first byte on the wire. A stream that
-    arrives more than :data:`REANCHOR_S` later than that (its clock fell behind), or whose
-    timestamps go back, is re-anchored at once. The times handed out never go backwards."""
+    over the last :data:`ANCHOR_WINDOW_S` seconds, kept in an :class:`Anchor` that every
+    packet of the session refers to. The packets PyAV read while probing the stream and a
+    server's burst at connect (both handed over late, at once) are then timed by the packets
+    that arrive on time after them, not by their own late arrival; what remains is the
+    camera's own latency to the first byte on the wire. A stream that arrives more than
+    :data:`REANCHOR_S` later than that (its clock fell behind), or whose timestamps go back,
+    gets a new anchor from then on. Frame times handed to the sampler never go backwards."""
 
     def __init__(self, clock: Callable[[], float], info: StreamInfo, *,
                  pace: Callable[[float], object] | None) -> None:
         self._clock = clock
         self._info = info
         self._pace = pace
-        self._anchor: float | None = None
-        self._first = 0
+        self._anchor: Anchor | None = None
         self._offset = 0
         self._last_dts: int | None = None
-        self._last_t = float("-inf")
+        self._last_frame_t = float("-inf")
         # (arrival, arrival - stream seconds), the second increasing: a sliding minimum.
         self._lags: deque[tuple[float, float]] = deque()
 
@@ -292,37 +293,41 @@ class _SessionClock:
     def unit(self, data: bytes, pts: int, dts: int, keyframe: bool,
              arrived: float) -> EncodedPacket:
         pts, dts = pts + self._offset, dts + self._offset
+        stream_s = float(dts * self._info.time_base)
         if self._pace is not None:
-            t = arrived = self._paced(dts, arrived)
+            anchor = self._paced(stream_s, arrived, self._pace)
+            arrived = anchor.value + stream_s
         else:
-            t = self._live(float(dts * self._info.time_base), dts, arrived)
+            anchor = self._live(stream_s, dts, arrived)
         self._last_dts = dts
-        t = max(t, self._last_t)
-        self._last_t = t
-        return EncodedPacket(data, pts, dts, keyframe, t, arrived, self._info)
+        return EncodedPacket(data, pts, dts, keyframe, stream_s, arrived, self._info, anchor)
 
-    def _paced(self, dts: int, now: float) -> float:
+    def _paced(self, stream_s: float, now: float, pace: Callable[[float], object]) -> Anchor:
         if self._anchor is None:
-            self._anchor, self._first = now, dts
-        t = self._anchor + float((dts - self._first) * self._info.time_base)
-        if t > now and self._pace is not None:
-            self._pace(t - now)
-        return t
+            self._anchor = Anchor(now - stream_s)
+        t = self._anchor.value + stream_s
+        if t > now:
+            pace(t - now)
+        return self._anchor
 
-    def _live(self, stream_s: float, dts: int, arrived: float) -> float:
+    def _live(self, stream_s: float, dts: int, arrived: float) -> Anchor:
         lag = arrived - stream_s
         went_back = self._last_dts is not None and dts < self._last_dts
-        if went_back or (self._lags and lag - self._lags[0][1] > REANCHOR_S):
+        if self._anchor is None or went_back or lag - self._lags[0][1] > REANCHOR_S:
             self._lags.clear()
+            self._anchor = Anchor(lag)
         while self._lags and self._lags[-1][1] >= lag:
             self._lags.pop()
         self._lags.append((arrived, lag))
         while self._lags[0][0] < arrived - ANCHOR_WINDOW_S:
             self._lags.popleft()
-        return self._lags[0][1] + stream_s
+        self._anchor.value = self._lags[0][1]
+        return self._anchor
 
     def frame_time(self, pts: int | None, unit: EncodedPacket) -> float:
         """Clock time of a decoded frame (its pts may differ from the unit's dts)."""
-        if pts is None:
-            return unit.t
-        return unit.t + float((pts + self._offset - unit.dts) * self._info.time_base)
+        t = unit.t
+        if pts is not None:
+            t += float((pts + self._offset - unit.dts) * self._info.time_base)
+        self._last_frame_t = max(t, self._last_frame_t)
+        return self._last_frame_t

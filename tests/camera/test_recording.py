@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import time
-from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -26,26 +25,9 @@ from config.camera import IdentitySettings, StreamSettings
 from contracts.clip import ClipSidecar
 from contracts.messages import CameraMessage
 from edge_link.base import Identity
-from tests.camera.clips import read_clip
+from tests.camera.clips import demux, read_clip
 from tests.support.polling import wait_until
 from tests.support.rtsp import write_marker_video
-
-
-def demux(path: Path, *, start_t: float = 100.0) -> list[EncodedPacket]:
-    """A file's packets as the source would hand them on (t = start_t + stream time)."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        info = StreamInfo(1, stream.codec_context.name, stream.width, stream.height,
-                          float(stream.average_rate), Fraction(stream.time_base),
-                          bytes(stream.codec_context.extradata or b""))
-        packets = []
-        for packet in container.demux(stream):
-            if packet.dts is None:
-                continue
-            t = start_t + float(packet.dts * stream.time_base)
-            packets.append(EncodedPacket(bytes(packet), packet.pts, packet.dts,
-                                         packet.is_keyframe, t, t, info))
-        return packets
 
 
 @pytest.fixture(scope="module")
