@@ -52,7 +52,7 @@ from camera_module.sampling import WallClock
 from camera_module.sidecar import build_sidecar
 from camera_module.source import Spawn, plain_thread
 from config.camera import IdentitySettings
-from contracts.clip import VIDEO_SUFFIX, clip_stem
+from contracts.clip import SIDECAR_SUFFIX, VIDEO_SUFFIX, clip_stem
 from contracts.messages import CameraMessage, ClipFailed, ClipWriteFailed, ClipWritten, EventEnded
 from edge_link.base import Identity
 from infra.durable import temp_beside, write_atomic
@@ -187,6 +187,11 @@ class ClipPublisher:
             self._failed.insert(0, job)
 
     def _load(self, folder: Path) -> Recording | None:
+        if (self._outbox / (folder.name + SIDECAR_SUFFIX)).exists():
+            # Published just before the stop, folder not yet removed: once is enough.
+            event(log, logging.INFO, "recording.already_published", stem=folder.name)
+            remove(folder)
+            return None
         try:
             rec = spool.load(folder)
         except JournalError as exc:

@@ -186,6 +186,20 @@ def test_a_recording_that_was_waiting_for_the_disk_is_published_as_it_was(
     assert not sent.of("event.ended")  # it ended normally, and said so then
 
 
+def test_a_recording_already_in_the_outbox_is_not_published_twice(
+        h264_file: Path, tmp_path: Path) -> None:
+    packets = demux(h264_file)
+    folder = left_behind(tmp_path, packets[:50], ended=True)
+    (tmp_path / "outbox").mkdir()
+    (tmp_path / "outbox" / "ev-1.json").write_text("{}")  # killed between publish and cleanup
+    sent = Sent()
+    recorder = make_recorder(tmp_path, sent)
+    recorder.start_writer()
+    assert wait_until(lambda: not folder.exists(), 10)
+    recorder.stop()
+    assert not sent.of("clip.written") and (tmp_path / "outbox" / "ev-1.json").read_text() == "{}"
+
+
 def test_an_unreadable_recording_is_kept_aside_and_reported(tmp_path: Path) -> None:
     folder = tmp_path / "recordings" / "ev-9_p2"
     folder.mkdir(parents=True)
