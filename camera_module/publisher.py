@@ -241,8 +241,9 @@ class ClipPublisher:
                   part=rec.part, error=str(exc), pending_packets=len(rec.packets))
 
     def _announce(self, rec: Recording, packets: list[EncodedPacket]) -> None:
-        """A recovered recording that was cut short: its event ended by interruption."""
-        if rec.interrupted is None or rec.announced or not packets:
+        """A recovered recording that was cut short: its event ended by interruption (an
+        on-demand clip has no event to end)."""
+        if rec.interrupted is None or rec.announced or not packets or rec.kind != "detection":
             return
         wall = rec.wall or self._wall
         self._send(EventEnded(**camera_ids(self._names()), event_id=rec.event_id,
