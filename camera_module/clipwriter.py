@@ -9,7 +9,9 @@ Packets from an RTSP camera are Annex B with the SPS/PPS often only in the SDP; 
 an MP4 file are length-prefixed with the parameters in ``avcC``. Both are turned into Annex B
 with SPS/PPS in front of every keyframe, which the MP4 muxer turns back into a proper
 ``avcC`` and length-prefixed samples. A reconnect in the middle of a clip starts a new run of
-timestamps; runs are laid end to end.
+timestamps; runs are laid end to end, and :attr:`VideoResult.runs` says where each one sits in
+the video and in time, so the sidecar can map detections onto the video's own timeline and
+name the gaps.
 
 Every file is written under a hidden temporary name beside its final one (the uploader skips
 names starting with a dot), fsync'ed, and renamed: video, then thumbnail, then the sidecar
@@ -39,6 +41,20 @@ NAL_SPS = 7
 
 
 @dataclass(frozen=True)
+class Run:
+    """One stream session inside a clip: where it starts in the video, and its frames' times
+    on the module's clock."""
+
+    video_s: float  # seconds from the start of the video
+    first_t: float
+    last_t: float
+    frame_s: float  # one frame
+
+    def video_time(self, t: float) -> float:
+        return self.video_s + min(max(0.0, t - self.first_t), self.last_t - self.first_t)
+
+
+@dataclass(frozen=True)
 class VideoResult:
     """What the muxer produced, for the sidecar's ``video`` facts."""
 
@@ -50,6 +66,17 @@ class VideoResult:
     first_t: float  # monotonic time of the clip's first frame
     last_t: float  # ... and of its last frame
     copied: bool  # True: packets copied; False: encoded with libx264
+    runs: tuple[Run, ...] = ()
+
+    def video_time(self, t: float) -> float:
+        """Where module time ``t`` shows in the video: inside a run, at its offset from the
+        run's start; inside a gap between two runs, at the jump."""
+        for run, after in zip(self.runs, (*self.runs[1:], None), strict=True):
+            if after is None or t < after.first_t:
+                if after is not None and t > run.last_t + run.frame_s:
+                    return after.video_s
+                return run.video_time(t)
+        return max(0.0, t - self.first_t)
 
 
 class ClipError(Exception):
@@ -116,7 +143,7 @@ def _runs(packets: Sequence[EncodedPacket]) -> list[list[EncodedPacket]]:
     """Split by session and drop what precedes each session's first keyframe."""
     runs: list[list[EncodedPacket]] = []
     for packet in packets:
-        if runs and runs[-1][0].info.session == packet.info.session:
+        if runs and runs[-1][0].info is packet.info:
             runs[-1].append(packet)
         elif packet.keyframe:
             runs.append([packet])
@@ -138,6 +165,7 @@ def _remux(path: Path, runs: list[list[EncodedPacket]], info: StreamInfo) -> Vid
     out_tb = info.time_base
     offset = 0
     last_end = 0
+    spans: list[Run] = []
     with av.open(str(path), mode="w", format="mp4",
                  options={"movflags": "+faststart"}) as container:
         stream = container.add_mux_stream("h264", rate=Fraction(info.fps).limit_denominator(1001),
@@ -147,6 +175,7 @@ def _remux(path: Path, runs: list[list[EncodedPacket]], info: StreamInfo) -> Vid
             convert = AnnexB(run[0].info)
             run_tb = run[0].info.time_base
             base = run[0].dts
+            spans.append(_span(float(offset * out_tb), run))
             for packet in run:
                 out = av.Packet(convert(packet))
                 out.dts = offset + _rescale(packet.dts - base, run_tb, out_tb)
@@ -158,7 +187,11 @@ def _remux(path: Path, runs: list[list[EncodedPacket]], info: StreamInfo) -> Vid
                 last_end = max(last_end, out.pts + _rescale(packet.duration_hint, run_tb, out_tb))
             offset = last_end
     return VideoResult("h264", info.width, info.height, info.fps, float(last_end * out_tb),
-                       runs[0][0].t, runs[-1][-1].t, copied=True)
+                       runs[0][0].t, runs[-1][-1].t, copied=True, runs=tuple(spans))
+
+
+def _span(video_s: float, run: list[EncodedPacket]) -> Run:
+    return Run(video_s, run[0].t, run[-1].t, 1.0 / run[0].info.fps)
 
 
 def _rescale(value: int, src: Fraction, dst: Fraction) -> int:
@@ -169,19 +202,17 @@ def _encode(path: Path, runs: list[list[EncodedPacket]], info: StreamInfo) -> Vi
     """libx264 for sources that are not H.264 (MJPEG, H.265, ...): browsers need H.264."""
     fps = Fraction(info.fps).limit_denominator(1001)
     count = 0
+    spans: list[Run] = []
     with av.open(str(path), mode="w", format="mp4",
                  options={"movflags": "+faststart"}) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = info.width, info.height, "yuv420p"
         stream.options = {"preset": "veryfast", "profile": "main", "crf": "23"}
         for run in runs:
-            decoder = av.CodecContext.create(run[0].info.codec, "r")
-            if run[0].info.extradata:
-                decoder.extradata = run[0].info.extradata
+            decoder = _decoder(run[0].info)
+            spans.append(_span(float(count / fps), run))
             for packet in run:
-                raw = av.Packet(packet.data)
-                raw.pts, raw.dts, raw.time_base = packet.pts, packet.dts, packet.info.time_base
-                for frame in decoder.decode(raw):
+                for frame in decoder.decode(_raw(packet)):
                     image = frame.reformat(width=info.width, height=info.height,
                                            format="yuv420p")
                     image.pts, image.time_base = count, 1 / fps
@@ -189,7 +220,38 @@ def _encode(path: Path, runs: list[list[EncodedPacket]], info: StreamInfo) -> Vi
                     count += 1
         container.mux(stream.encode(None))
     return VideoResult("h264", info.width, info.height, float(fps), float(count / fps),
-                       runs[0][0].t, runs[-1][-1].t, copied=False)
+                       runs[0][0].t, runs[-1][-1].t, copied=False, runs=tuple(spans))
+
+
+def _decoder(info: StreamInfo) -> av.CodecContext:
+    decoder = av.CodecContext.create(info.codec, "r")
+    if info.extradata:
+        decoder.extradata = info.extradata
+    return decoder
+
+
+def _raw(packet: EncodedPacket) -> av.Packet:
+    raw = av.Packet(packet.data)
+    raw.pts, raw.dts, raw.time_base = packet.pts, packet.dts, packet.info.time_base
+    return raw
+
+
+def frame_at(packets: Sequence[EncodedPacket], t: float) -> av.VideoFrame | None:
+    """The frame showing at time ``t``, decoded from the keyframe before it: the thumbnail of
+    a recording recovered from disk, whose decoded frames died with the process before."""
+    runs = _runs(packets)
+    run = next((r for r in reversed(runs) if r[0].t <= t), runs[0] if runs else None)
+    if run is None:
+        return None
+    start = max((i for i, p in enumerate(run) if p.keyframe and p.t <= t), default=0)
+    decoder = _decoder(run[0].info)
+    frames: list[av.VideoFrame] = []
+    for index in range(start, len(run)):
+        if run[index].t > t and index > start:
+            break
+        frames.extend(decoder.decode(_raw(run[index])))
+    frames.extend(decoder.decode(None))
+    return frames[-1] if frames else None
 
 
 def draw_thumbnail(image: np.ndarray, boxes: Sequence[tuple[str, float, Sequence[float]]],

@@ -4,6 +4,11 @@ The stdlib HTTP client is enough for one small request at a time and keeps the c
 dependencies to PyAV, OpenCV and numpy. Frames are scaled down before JPEG encoding to what
 the model will use anyway (``GET /model`` gives its input size), so a 1080p camera sends a
 few tens of kilobytes per sample instead of a full-size JPEG.
+
+Every answer is untrusted input: it is validated once, here, against :class:`ModelAnswer` or
+:class:`ScoreAnswer`, and anything that does not fit (``"inference_ms": "fast"``, a score of
+1.0134, a box with three numbers) is a :class:`DetectorError`, counted like a timeout, so no
+odd answer can reach a worker thread as an exception.
 """
 
 from __future__ import annotations
@@ -13,18 +18,62 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import av
 import cv2
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.clip import ModelInfo
 from contracts.detection import Detection
 
+A = TypeVar("A", bound=BaseModel)
+
 
 class DetectorError(Exception):
     """The detector did not answer usefully (down, slow, 4xx/5xx, bad JSON)."""
+
+
+class _Answer(BaseModel):
+    # Fields the camera does not use are let be (the detector may add some); the ones it
+    # uses are checked.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class InputSize(_Answer):
+    width: int = Field(gt=0, le=16384)
+    height: int = Field(gt=0, le=16384)
+
+
+class ModelAnswer(_Answer):
+    """``GET /model``: who the model is and the input size frames are scaled to."""
+
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    input: InputSize
+
+
+class AnswerModel(_Answer):
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+
+
+class ScoreAnswer(_Answer):
+    """``POST /score``: the model that answered, how long it took, and its detections."""
+
+    model: AnswerModel
+    inference_ms: float | None = Field(None, ge=0)
+    detections: list[Detection]
+
+
+def _validated(kind: type[A], doc: Any, what: str) -> A:
+    try:
+        return kind.model_validate(doc)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'answer'}: {e['msg']}"
+                             for e in exc.errors()[:3])
+        raise DetectorError(f"{what} answer is malformed: {problems}") from None
 
 
 @dataclass(frozen=True)
@@ -83,12 +132,9 @@ class DetectorClient:
 
     def fetch_model(self) -> ServedModel:
         doc = self._request(urllib.request.Request(f"{self.base_url}/model"))
-        try:
-            info = ModelInfo(name=str(doc["name"]), version=str(doc["version"]))
-            self.model = ServedModel(info, int(doc["input"]["width"]),
-                                     int(doc["input"]["height"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DetectorError(f"/model answer lacks {exc}") from None
+        answer = _validated(ModelAnswer, doc, "/model")
+        self.model = ServedModel(ModelInfo(name=answer.name, version=answer.version),
+                                 answer.input.width, answer.input.height)
         return self.model
 
     def score(self, jpeg: bytes, camera_id: str, ts: datetime) -> Scored:
@@ -96,16 +142,8 @@ class DetectorClient:
         request = urllib.request.Request(f"{self.base_url}/score?{query}", data=jpeg,
                                          method="POST",
                                          headers={"Content-Type": "image/jpeg"})
-        doc = self._request(request)
-        try:
-            model = ModelInfo(name=str(doc["model"]["name"]),
-                              version=str(doc["model"]["version"]))
-            detections = [Detection(str(d["label"]), int(d["class_id"]), float(d["score"]),
-                                    (float(d["box"][0]), float(d["box"][1]),
-                                     float(d["box"][2]), float(d["box"][3])))
-                          for d in doc["detections"]]
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise DetectorError(f"/score answer is malformed: {exc}") from None
+        answer = _validated(ScoreAnswer, self._request(request), "/score")
+        model = ModelInfo(name=answer.model.name, version=answer.model.version)
         if self.model is not None and model.version != self.model.info.version:
             self.model = None  # the detector swapped models: ask /model again
-        return Scored(model, detections)
+        return Scored(model, list(answer.detections))

@@ -29,21 +29,39 @@ class StreamInfo:
     extradata: bytes
 
 
+class Anchor:
+    """The module time at which one stretch of a stream's time is zero, as well as it is
+    known so far: :class:`~camera_module.source.StreamSource` lowers it while the first
+    packets of a session (read during probing, or a server's burst at connect) give way to
+    ones that arrive on time. Packets hold it by reference, so the ones that came early in a
+    session get the better estimate too, in the ring, in a clip and in the journal."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedPacket:
     """One access unit (all slices of one frame).
 
-    ``t`` is the module's monotonic clock at which the frame belongs in real time: stream time
-    anchored to the arrival of the first packet, so the burst a server sends at connect does
-    not squeeze timestamps. ``arrived`` is when it actually arrived (for latency figures)."""
+    :attr:`t` is the module's monotonic clock at which the frame was captured: ``anchor +
+    offset`` (``offset`` is the stream time), or ``offset`` itself with no anchor (a file,
+    a test). ``arrived`` is when it actually arrived (for latency figures)."""
 
     data: bytes
     pts: int
     dts: int
     keyframe: bool
-    t: float
+    offset: float
     arrived: float
     info: StreamInfo
+    anchor: Anchor | None = None
+
+    @property
+    def t(self) -> float:
+        return self.offset if self.anchor is None else self.anchor.value + self.offset
 
     @property
     def duration_hint(self) -> int:
@@ -84,7 +102,11 @@ class PacketRing:
             self._trim()
 
     def since(self, t: float) -> list[EncodedPacket]:
-        """Packets from the last keyframe at or before ``t`` (or the oldest one) to now."""
+        """Packets from the last keyframe at or before ``t`` (or the oldest one) to now.
+
+        Never from a stream session that ended before ``t``: after a camera hang the last
+        keyframe before ``t`` may be the one before the hang, and a clip starting there would
+        claim the whole outage as its own. It starts at the next session's first keyframe."""
         with self._lock:
             packets = list(self._packets)
         start = 0
@@ -93,7 +115,20 @@ class PacketRing:
                 start = index
             elif packet.t > t:
                 break
+        while start < len(packets):
+            info = packets[start].info
+            end = next((i for i in range(start, len(packets)) if packets[i].info is not info),
+                       None)
+            if end is None or packets[end - 1].t >= t:
+                break
+            start = next((i for i in range(end, len(packets)) if packets[i].keyframe),
+                         len(packets))
         return packets[start:]
+
+    def newest_t(self) -> float:
+        """Time of the newest packet (minus infinity while empty)."""
+        with self._lock:
+            return self._packets[-1].t if self._packets else float("-inf")
 
     def stats(self) -> dict[str, float | int]:
         with self._lock:

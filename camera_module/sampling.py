@@ -39,6 +39,12 @@ class WallClock:
         self._mono = mono
         self._utc = utc or datetime.now(UTC)
 
+    @property
+    def anchor(self) -> tuple[float, datetime]:
+        """The monotonic time and the UTC time it stands for: enough to rebuild this clock
+        in another process (a recording recovered after a crash keeps its own times)."""
+        return self._mono, self._utc
+
     def utc(self, t: float) -> datetime:
         return self._utc + timedelta(seconds=t - self._mono)
 

@@ -7,7 +7,14 @@ Threads and what each may block on:
   offers frames to the sampler. Never waits on the detector or the disk.
 - ``detect``: the detector's HTTP API (with a timeout). Takes the newest sample, asks the
   detector, runs the trigger, starts and ends recordings, sends event messages.
-- ``clip-writer`` (in :class:`~camera_module.recorder.Recorder`): the disk.
+- ``recording-journal`` (in :class:`~camera_module.recorder.Recorder`): the disk. Appends
+  the active recordings to their folders under ``<data-dir>/recordings/`` and fsyncs them.
+- ``clip-writer`` (in :class:`~camera_module.publisher.ClipPublisher`): the disk. Makes the
+  clips of ended recordings (and, at start, of those an earlier run left) and publishes them.
+
+Every thread is a worker of ``runtime.workers``: an unexpected exception is logged with its
+traceback, alerted (``worker.failed``) and the worker restarted with backoff; one that keeps
+failing ends the module with exit code 1, so IoT Edge restarts it.
 
 The runtime's status reporter asks :meth:`CameraService.status` for the reported properties
 every 10 s, and soon after the stream or the detector goes up or down.
@@ -27,8 +34,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from camera_module.detector import DetectorClient, DetectorError, Scored, encode_jpeg, scaled_size
-from camera_module.packets import EncodedPacket, PacketRing
-from camera_module.recorder import Recorder, camera_ids
+from camera_module.packets import PacketRing
+from camera_module.publisher import camera_ids
+from camera_module.recorder import Recorder
 from camera_module.recording import Observation
 from camera_module.sampling import LatestSlot, Sample, Sampler, WallClock
 from camera_module.source import SourceStats, StreamSource
@@ -86,9 +94,13 @@ class CameraService(ModuleService[CameraSettings]):
                                self.wall)
         self.metrics = Metrics()
         self.trigger = Trigger(settings.trigger, settings.recording, self._new_event_id)
-        self.recorder = Recorder(self.ring, settings.recording.outbox_dir, self.wall,
-                                 runtime.link.identity, lambda: self.runtime.settings.identity,
-                                 runtime.send)
+        data_dir = runtime.options.data_dir
+        self.recorder = Recorder(
+            self.ring, settings.recording.outbox_dir, self.wall, runtime.link.identity,
+            lambda: self.runtime.settings.identity, runtime.send,
+            recordings=data_dir / "recordings", state_file=data_dir / "state" / "recorder.json",
+            sync_interval_s=lambda: self.runtime.settings.recording.sync_interval_s,
+            spawn=runtime.workers.spawn)
         self.client = DetectorClient(settings.sampling.detector_url,
                                      settings.sampling.request_timeout_s)
         self.sources: list[StreamSource] = []
@@ -106,8 +118,7 @@ class CameraService(ModuleService[CameraSettings]):
     def start(self) -> None:
         self.recorder.start_writer()
         self._start_sources(self.runtime.settings)
-        self._detect = threading.Thread(target=self._detect_loop, name="detect", daemon=True)
-        self._detect.start()
+        self._detect = self.runtime.workers.spawn("detect", self._detect_loop)
 
     def stop(self) -> None:
         self._stop.set()
@@ -129,23 +140,21 @@ class CameraService(ModuleService[CameraSettings]):
         stream = settings.stream
         record_url = stream.record_url or stream.detect_url
         get = lambda: self.runtime.settings.stream  # noqa: E731
+        common = {"on_status": self._on_status, "clock": self._clock,
+                  "spawn": self.runtime.workers.spawn}
         if record_url == stream.detect_url:
-            self.sources = [StreamSource("camera", record_url, get, on_packet=self._on_packet,
-                                         on_frame=self.sampler.offer, on_status=self._on_status,
-                                         clock=self._clock)]
+            self.sources = [StreamSource("camera", record_url, get,
+                                         on_packet=self.recorder.on_packet,
+                                         on_frame=self.sampler.offer, **common)]
         else:
             self.sources = [
-                StreamSource("record", record_url, get, on_packet=self._on_packet,
-                             on_status=self._on_status, clock=self._clock),
+                StreamSource("record", record_url, get, on_packet=self.recorder.on_packet,
+                             **common),
                 StreamSource("detect", stream.detect_url, get, on_frame=self.sampler.offer,
-                             on_status=self._on_status, clock=self._clock),
+                             **common),
             ]
         for source in self.sources:
             source.start()
-
-    def _on_packet(self, packet: EncodedPacket) -> None:
-        self.ring.append(packet)
-        self.recorder.on_packet(packet)
 
     def _on_status(self, name: str, stats: SourceStats) -> None:
         self.runtime.status_changed()
@@ -295,11 +304,11 @@ class CameraService(ModuleService[CameraSettings]):
             return 503, {"error": "no video buffered yet (is the camera online?)"}
         if latest is not None:
             rec.add(Observation(latest.t, [], 0.0, latest.frame))
+        covered = rec.packets[-1].t - rec.packets[0].t
         files = self.recorder.write(rec)
         if files is None:
             return 507, {"error": "the clip could not be written; see the alerts output",
                          "eventId": event_id}
-        covered = rec.packets[-1].t - rec.packets[0].t
         return 200, {"stem": rec.stem, "eventId": event_id, "files": files,
                      "seconds": round(covered, 2)}
 
@@ -317,13 +326,16 @@ class CameraService(ModuleService[CameraSettings]):
                          "failures": m.detector_failures, "lastError": m.detector_error,
                          "model": None if self._model is None else
                          {"name": self._model.name, "version": self._model.version}},
-            "recording": {"events": m.events, "activeEvent": self.trigger.active,
-                          "clipsWritten": self.recorder.written,
-                          "writeFailures": self.recorder.failures,
-                          "clipsDropped": self.recorder.dropped,
-                          "pendingClips": self.recorder.pending(),
-                          "ring": self.ring.stats()},
+            "recording": self._recording_status(),
         }
+
+    def _recording_status(self) -> dict[str, Any]:
+        counters = self.recorder.counters
+        return {"events": self.metrics.events, "activeEvent": self.trigger.active,
+                "clipsWritten": counters.written, "writeFailures": counters.failures,
+                "clipsDropped": counters.dropped, "droppedClips": counters.dropped_clips,
+                "recoveredClips": counters.recovered, "pendingClips": self.recorder.pending(),
+                "ring": self.ring.stats()}
 
     # -- helpers --------------------------------------------------------------------------
 

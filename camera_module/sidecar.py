@@ -2,8 +2,10 @@
 
 The video, not the recording's plan, decides the clip's times: a pre-roll starts at a keyframe
 and a camera that went away ends a clip early. So the sidecar's times are the first and last
-frame written, and its detections are the observations between them, at seconds from the
-first frame (what a player's clock shows).
+frame written, and its detections are the observations between them, at the video's own
+time (what a player's clock shows): a clip that spans a reconnect has the two sessions laid
+end to end, so a detection after the jump is placed by its offset in its own session, and
+each jump is listed in ``gaps`` with the wall-clock time that is missing there.
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from camera_module.clipwriter import VideoResult, sha256_file
 from camera_module.recording import Recording
 from camera_module.sampling import WallClock
 from config.camera import IdentitySettings
-from contracts.clip import ClipSidecar, FrameDetections, ModelInfo, VideoFacts
+from contracts.clip import (
+    ClipSidecar,
+    FrameDetections,
+    Interruption,
+    ModelInfo,
+    StreamGap,
+    VideoFacts,
+)
 
 # A clip recorded before the detector ever answered (an on-demand clip with the detector down)
 # still needs a model in its sidecar; this one says so instead of guessing.
@@ -39,6 +48,10 @@ def build_sidecar(rec: Recording, video: VideoResult, video_file: Path, *, thumb
         max_score=max(scores, default=0.0),
         labels=sorted({d.label for f in frames for d in f.detections}),
         trigger=rec.kind, copied=video.copied,
+        interrupted=rec.interrupted is not None,
+        interruption=None if rec.interrupted is None else Interruption(
+            reason=rec.interrupted, last_recorded_utc=wall.utc(video.last_t)),
+        gaps=stream_gaps(video),
     )
 
 
@@ -50,7 +63,16 @@ def video_facts(video: VideoResult, video_file: Path) -> VideoFacts:
 
 def clip_detections(rec: Recording, video: VideoResult) -> list[FrameDetections]:
     """The recording's non-empty observations inside the video, at clip-relative times."""
-    return [FrameDetections(t_s=round(obs.t - video.first_t, 3),
+    return [FrameDetections(t_s=round(video.video_time(obs.t), 3),
                             detections=list(obs.detections))
             for obs in rec.observations
             if video.first_t <= obs.t <= video.last_t and obs.detections]
+
+
+def stream_gaps(video: VideoResult) -> list[StreamGap]:
+    """Each jump between two stream sessions: where it is in the video, how long the camera
+    was away (wall-clock seconds between the last frame before and the first after)."""
+    return [StreamGap(at_s=round(after.video_s, 3),
+                      missing_s=round(max(0.0, after.first_t - before.last_t - before.frame_s),
+                                      3))
+            for before, after in zip(video.runs, video.runs[1:], strict=False)]

@@ -5,6 +5,11 @@ hung camera cannot block for a minute), hands every access unit to the ring buff
 the detect stream, decodes it and offers the frames to the sampler. When the stream fails,
 hangs or stalls it reconnects with capped exponential backoff, counts what happened and says
 online/offline through ``on_status``. Nothing here waits on the detector or the disk.
+
+A frame's time is when the camera captured it, as well as the module can tell: stream time
+anchored to the earliest arrival the stream allows (:class:`_SessionClock`), not to the first
+packet PyAV hands over, which it read while probing the stream, a few hundred milliseconds
+before.
 """
 
 from __future__ import annotations
@@ -13,13 +18,14 @@ import contextlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import av
 
-from camera_module.packets import EncodedPacket, StreamInfo
+from camera_module.packets import Anchor, EncodedPacket, StreamInfo
 from config.camera import StreamSettings
 from infra.backoff import Backoff
 from infra.logs import event
@@ -29,9 +35,21 @@ log = logging.getLogger(__name__)
 PacketSink = Callable[[EncodedPacket], None]
 FrameSink = Callable[[av.VideoFrame, float, float], None]
 StatusSink = Callable[[str, "SourceStats"], None]
+#: Starts a named worker thread (``Workers.spawn`` in the module, a plain thread by default).
+Spawn = Callable[[str, Callable[[], None]], threading.Thread]
 # A live stream arriving later than its timestamps say by more than this (a lagging camera,
 # a network gap) moves the anchor to the arrival time instead of letting the error grow.
 REANCHOR_S = 1.0
+# The anchor is the earliest arrival over this much recent time, so it follows a camera
+# whose clock drifts against ours, and a late burst (network hiccup) heals once it is over.
+ANCHOR_WINDOW_S = 10.0
+
+
+def plain_thread(name: str, target: Callable[[], None]) -> threading.Thread:
+    """A daemon thread, for a source or recorder used on its own (tests, benchmarks)."""
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 class StreamStalled(Exception):
@@ -72,7 +90,8 @@ class StreamSource:
     def __init__(self, name: str, url: str, settings: Callable[[], StreamSettings], *,
                  on_packet: PacketSink | None = None, on_frame: FrameSink | None = None,
                  on_status: StatusSink | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 spawn: Spawn = plain_thread) -> None:
         self.name = name
         self.url = url
         self._settings = settings
@@ -80,15 +99,14 @@ class StreamSource:
         self._on_frame = on_frame
         self._on_status = on_status
         self._clock = clock
+        self._spawn = spawn
         self.stats = SourceStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._session = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name=f"source-{self.name}",
-                                        daemon=True)
-        self._thread.start()
+        self._thread = self._spawn(f"source-{self.name}", self._run)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
@@ -179,14 +197,20 @@ class StreamSource:
         clock = _SessionClock(self._clock, info, pace=pace)
         packets = container.demux(stream)
         pending: list[av.Packet] = []
-        last_frame = self._clock()
+        pending_arrived = last_frame = self._clock()
         while not self._stop.is_set():
+            read_from = self._clock()
             packet = next(packets, None)
+            if not is_file(self.url) and self._clock() - read_from >= cfg.read_timeout_s:
+                # PyAV's read timeout fired; FFmpeg then hands over the frame it was still
+                # assembling, and only the read after that one fails: without this check a
+                # frozen camera is noticed after twice the read timeout.
+                raise StreamStalled(f"no data for {cfg.read_timeout_s} s (read timeout)")
             if packet is None or packet.dts is None and packet.size == 0:
                 if not is_file(self.url):
                     raise StreamStalled("stream ended")
                 if pending:
-                    self._deliver(pending, clock, decoder)
+                    self._deliver(pending, clock, decoder, pending_arrived)
                     pending = []
                 if not cfg.loop_file:
                     raise StreamEnded()
@@ -196,25 +220,29 @@ class StreamSource:
                 continue
             if packet.dts is None or packet.pts is None:
                 pending.append(packet)  # a slice without timestamps: part of the next frame
+                pending_arrived = self._clock()
                 continue
             if pending and pending[-1].dts is not None and pending[-1].dts != packet.dts:
-                if self._deliver(pending, clock, decoder):
+                if self._deliver(pending, clock, decoder, pending_arrived):
                     last_frame = self._clock()
                     backoff.reset()
                     self._status("online")
                 pending = []
             pending.append(packet)
+            pending_arrived = self._clock()
             stall_s = self._settings().stall_timeout_s
             if self._clock() - last_frame > stall_s:
                 raise StreamStalled(f"no frame for {stall_s} s")
 
     def _deliver(self, parts: list[av.Packet], clock: _SessionClock,
-                 decoder: av.CodecContext | None) -> bool:
+                 decoder: av.CodecContext | None, arrived: float) -> bool:
         """Join the slices of one frame into an access unit, hand it on, decode it if this is
-        the detect stream; True when it produced (or, not decoding, is) a frame."""
+        the detect stream; True when it produced (or, not decoding, is) a frame. ``arrived``
+        is when its last slice was read (not when the next frame's first one showed that it
+        was complete)."""
         last = parts[-1]
         data = bytes(last) if len(parts) == 1 else b"".join(bytes(p) for p in parts)
-        unit = clock.unit(data, last.pts, last.dts, any(p.is_keyframe for p in parts))
+        unit = clock.unit(data, last.pts, last.dts, any(p.is_keyframe for p in parts), arrived)
         self.stats.packets += 1
         if self._on_packet is not None:
             self._on_packet(unit)
@@ -236,48 +264,70 @@ class _SessionClock:
     """Maps one session's stream timestamps onto the module's monotonic clock.
 
     A file is paced to real time (it stands in for a camera) and gets a timestamp offset on
-    every loop so time keeps increasing; a live stream is anchored to the arrival of its
-    first packet and re-anchored when it arrives more than :data:`REANCHOR_S` late; the times
-    handed out never go backwards."""
+    every loop so time keeps increasing. A live frame cannot arrive before it was captured,
+    so the mapping is the earliest the stream allows: the smallest ``arrival - stream time``
+    over the last :data:`ANCHOR_WINDOW_S` seconds, kept in an :class:`Anchor` that every
+    packet of the session refers to. The packets PyAV read while probing the stream and a
+    server's burst at connect (both handed over late, at once) are then timed by the packets
+    that arrive on time after them, not by their own late arrival; what remains is the
+    camera's own latency to the first byte on the wire. A stream that arrives more than
+    :data:`REANCHOR_S` later than that (its clock fell behind), or whose timestamps go back,
+    gets a new anchor from then on. Frame times handed to the sampler never go backwards."""
 
     def __init__(self, clock: Callable[[], float], info: StreamInfo, *,
                  pace: Callable[[float], object] | None) -> None:
         self._clock = clock
         self._info = info
         self._pace = pace
-        self._anchor: float | None = None
-        self._first = 0
+        self._anchor: Anchor | None = None
         self._offset = 0
-        self._last_dts = 0
-        self._last_t = float("-inf")
+        self._last_dts: int | None = None
+        self._last_frame_t = float("-inf")
+        # (arrival, arrival - stream seconds), the second increasing: a sliding minimum.
+        self._lags: deque[tuple[float, float]] = deque()
 
     def next_loop(self) -> None:
         one = max(1, round(1 / (self._info.fps * self._info.time_base)))
-        self._offset = self._last_dts + one
+        self._offset = (self._last_dts or 0) + one
 
-    def unit(self, data: bytes, pts: int, dts: int, keyframe: bool) -> EncodedPacket:
-        now = self._clock()
+    def unit(self, data: bytes, pts: int, dts: int, keyframe: bool,
+             arrived: float) -> EncodedPacket:
         pts, dts = pts + self._offset, dts + self._offset
-        self._last_dts = dts
-        if self._anchor is None:
-            self._anchor, self._first = now, dts
-        t = self._anchor + float((dts - self._first) * self._info.time_base)
+        stream_s = float(dts * self._info.time_base)
         if self._pace is not None:
-            if t > now:
-                self._pace(t - now)
-            now = t
-        elif now - t > REANCHOR_S:
-            # Arriving late (a lagging camera, a gap): move the anchor forward. Arriving early
-            # is normal (servers burst their first second or two) and keeps stream time.
-            self._anchor, self._first, t = now, dts, now
-        t = max(t, self._last_t)
-        self._last_t = t
-        return EncodedPacket(data, pts, dts, keyframe, t, now, self._info)
+            anchor = self._paced(stream_s, arrived, self._pace)
+            arrived = anchor.value + stream_s
+        else:
+            anchor = self._live(stream_s, dts, arrived)
+        self._last_dts = dts
+        return EncodedPacket(data, pts, dts, keyframe, stream_s, arrived, self._info, anchor)
+
+    def _paced(self, stream_s: float, now: float, pace: Callable[[float], object]) -> Anchor:
+        if self._anchor is None:
+            self._anchor = Anchor(now - stream_s)
+        t = self._anchor.value + stream_s
+        if t > now:
+            pace(t - now)
+        return self._anchor
+
+    def _live(self, stream_s: float, dts: int, arrived: float) -> Anchor:
+        lag = arrived - stream_s
+        went_back = self._last_dts is not None and dts < self._last_dts
+        if self._anchor is None or went_back or lag - self._lags[0][1] > REANCHOR_S:
+            self._lags.clear()
+            self._anchor = Anchor(lag)
+        while self._lags and self._lags[-1][1] >= lag:
+            self._lags.pop()
+        self._lags.append((arrived, lag))
+        while self._lags[0][0] < arrived - ANCHOR_WINDOW_S:
+            self._lags.popleft()
+        self._anchor.value = self._lags[0][1]
+        return self._anchor
 
     def frame_time(self, pts: int | None, unit: EncodedPacket) -> float:
         """Clock time of a decoded frame (its pts may differ from the unit's dts)."""
-        if pts is None:
-            return unit.t
-        return unit.t + float((pts + self._offset - unit.dts) * self._info.time_base)
-
-
+        t = unit.t
+        if pts is not None:
+            t += float((pts + self._offset - unit.dts) * self._info.time_base)
+        self._last_frame_t = max(t, self._last_frame_t)
+        return self._last_frame_t

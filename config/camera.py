@@ -139,6 +139,11 @@ class RecordingSettings(Section):
         Path("data/outbox"), "Folder shared with the uploader; finished clips appear here "
         "atomically. Relative paths are relative to the working directory.", restart=True,
     )
+    sync_interval_s: float = setting(
+        1.0, "While an event runs, its video and detections are appended to "
+        "<data-dir>/recordings/ and flushed to the disk (fsync) this often: a crash or a power "
+        "cut loses at most about this much before it, and the next start makes a clip of the "
+        "rest. Shorter costs more disk flushes.", unit="s", gt=0, le=10)
 
 
 class CameraSettings(Section):

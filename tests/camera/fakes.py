@@ -4,7 +4,8 @@ It speaks the same routes and JSON as detector_module (GET /model, POST /score),
 camera's real HTTP client is exercised; it finds the red square of
 :func:`tests.support.rtsp.write_marker_video` and reports its box, which lets the RTSP tests
 check timing to the frame without a trained model. It can be stopped and started on the same
-port, and records the size of every image it was sent.
+port, and records the size of every image it was sent. ``mangle`` (if set) rewrites each
+``/score`` answer before it goes out, for tests of a detector that answers nonsense.
 
 ``python -m tests.camera.fakes --port N --on 10 --off 20`` runs it as its own process (for
 the benchmark, so its CPU is not the camera's) and, with ``--on/--off``, also reports a box
@@ -17,6 +18,7 @@ import argparse
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -39,6 +41,7 @@ class FakeDetector:
         self._started = time.monotonic()
         self.sizes: list[tuple[int, int]] = []
         self.requests = 0
+        self.mangle: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -68,9 +71,10 @@ class FakeDetector:
                 image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
                 fake.requests += 1
                 fake.sizes.append((image.shape[1], image.shape[0]))
-                self._json({"model": {"name": MODEL["name"], "version": MODEL["version"]},
-                            "image": {"width": image.shape[1], "height": image.shape[0]},
-                            "inference_ms": 1.0, "detections": fake.detect(image)})
+                answer = {"model": {"name": MODEL["name"], "version": MODEL["version"]},
+                          "image": {"width": image.shape[1], "height": image.shape[0]},
+                          "inference_ms": 1.0, "detections": fake.detect(image)}
+                self._json(fake.mangle(answer) if fake.mangle else answer)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True

@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import time
-from fractions import Fraction
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import av
 import pytest
 
-import camera_module.recorder as recorder_module
+import camera_module.publisher as publisher_module
 from camera_module.clipwriter import write_video
 from camera_module.detector import scaled_size
 from camera_module.packets import EncodedPacket, PacketRing, StreamInfo
@@ -26,26 +25,9 @@ from config.camera import IdentitySettings, StreamSettings
 from contracts.clip import ClipSidecar
 from contracts.messages import CameraMessage
 from edge_link.base import Identity
-from tests.camera.clips import read_clip
+from tests.camera.clips import demux, read_clip
 from tests.support.polling import wait_until
 from tests.support.rtsp import write_marker_video
-
-
-def demux(path: Path, *, start_t: float = 100.0) -> list[EncodedPacket]:
-    """A file's packets as the source would hand them on (t = start_t + stream time)."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        info = StreamInfo(1, stream.codec_context.name, stream.width, stream.height,
-                          float(stream.average_rate), Fraction(stream.time_base),
-                          bytes(stream.codec_context.extradata or b""))
-        packets = []
-        for packet in container.demux(stream):
-            if packet.dts is None:
-                continue
-            t = start_t + float(packet.dts * stream.time_base)
-            packets.append(EncodedPacket(bytes(packet), packet.pts, packet.dts,
-                                         packet.is_keyframe, t, t, info))
-        return packets
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +111,7 @@ def make_recorder(tmp_path: Path, packets: list[EncodedPacket]) -> tuple[Recorde
     recorder = Recorder(ring, tmp_path / "outbox", WallClock(0.0),
                         Identity("dev-1", "camera_module"),
                         lambda: IdentitySettings(train_id="train-1", camera_id="cam-1"), sent,
-                        max_failed=1)
+                        recordings=tmp_path / "recordings", max_failed=1)
     (tmp_path / "outbox").mkdir()
     return recorder, sent
 
@@ -138,12 +120,12 @@ def test_full_disk_is_reported_and_the_clip_kept_for_a_retry(
         h264_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     packets = demux(h264_file)
     recorder, sent = make_recorder(tmp_path, packets)
-    real_publish = recorder_module.publish
+    real_publish = publisher_module.publish
 
     def full(*args: Any) -> Any:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(recorder_module, "publish", full)
+    monkeypatch.setattr(publisher_module, "publish", full)
     tag = Detection("graffiti", 0, 0.9, (0.6, 0.3, 0.8, 0.6))
     recorder.observe(Observation(102.5, [tag], 0.9), None)
     first = recorder.snapshot("ev-1", 101.0, 104.0, {}, None)
@@ -156,7 +138,7 @@ def test_full_disk_is_reported_and_the_clip_kept_for_a_retry(
     assert sent.messages[-1][2]["dropped"] == "ev-1"  # max_failed=1: the oldest gives way
     assert recorder.dropped == 1
 
-    monkeypatch.setattr(recorder_module, "publish", real_publish)
+    monkeypatch.setattr(publisher_module, "publish", real_publish)
     files = recorder.write(second)
     assert files is not None and set(files) == {"ev-2.mp4", "ev-2.json"}
     sidecar = ClipSidecar.model_validate_json((tmp_path / "outbox" / "ev-2.json").read_text())

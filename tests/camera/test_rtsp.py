@@ -64,6 +64,8 @@ def test_event_is_recorded_with_pre_and_post_roll_and_a_valid_sidecar(
     cam = camera(twin(rtsp.url, fake_detector.url, Path(rtsp.folder)))
     wait_for_clips(cam, 1, 20)
 
+    # clip.written follows the sidecar's rename into the outbox: wait for it as for event.ended
+    assert wait_until(lambda: cam.of_type("clip.written"), 5)
     started, written = cam.of_type("event.started"), cam.of_type("clip.written")
     assert wait_until(lambda: cam.of_type("event.ended"), 5)
     assert len(started) == 1 and len(written) == 1
