@@ -155,6 +155,7 @@ class DetectorService(ModuleService[DetectorSettings]):
             loop.run_forever()
         finally:
             loop.run_until_complete(runner.cleanup())
+            _finish_tasks(loop)
             loop.close()
 
     def _set_inference(self, section: dict[str, Any]) -> None:
@@ -272,3 +273,12 @@ class DetectorService(ModuleService[DetectorSettings]):
             model = self._checked_load(package, options, cancelled)
             self.slot.swap(model)
         return self._report_loaded(model)
+
+
+def _finish_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what the server left (handlers of idle keep-alive connections) and let it end,
+    so closing the loop destroys no pending task (asyncio would log each, over two lines)."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))

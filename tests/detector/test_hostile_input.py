@@ -251,6 +251,8 @@ def test_malformed_requests_are_one_log_line_without_traceback(
                       5), [r.getMessage() for r in records]
     formatter = KeyValueFormatter()
     for record in records:
+        if not record.name.startswith(("detector_module", "aiohttp")):
+            continue  # the rest of the process (other tests' detectors) is not judged here
         assert record.exc_info is None, record.getMessage()
         line = formatter.format(record)
         assert "\n" not in line and "\x1b" not in line, line
