@@ -10,6 +10,7 @@ from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_val
 
 from config.common import BackoffSettings, LoggingSettings
 from config.fields import Section, section, setting
+from contracts.identifiers import Identifier
 
 _DEVICE = re.compile(r"^(CPU|GPU(\.\d+)?|NPU|(AUTO|MULTI|HETERO):[A-Z0-9.,]+|AUTO)$")
 
@@ -27,6 +28,14 @@ class ServerSettings(Section):
     max_concurrent: int = setting(2, "Inferences run at once; more wait.", ge=1, le=64)
     queue_wait_s: float = setting(1.0, "How long an excess request waits for a slot before 503 "
                                   "with Retry-After.", unit="s", ge=0, le=60)
+    idle_timeout_s: float = setting(
+        30.0, "A connection that has not sent a complete request header within this time of "
+        "opening, or of its previous answer, is closed: idle keep-alive connections and "
+        "clients that send their headers slowly cannot hold sockets.", unit="s",
+        restart=True, gt=0, le=3600)
+    body_timeout_s: float = setting(
+        30.0, "The whole request body must arrive within this time of its header; a slower "
+        "one gets 408 and its connection is closed.", unit="s", gt=0, le=600)
 
 
 class InferenceSettings(Section):
@@ -48,6 +57,14 @@ class InferenceSettings(Section):
         Path("data/ov_cache"), "Folder for compiled models, so a restart does not recompile. "
         "Empty disables the cache.",
     )
+    load_timeout_s: float = setting(
+        120.0, "Time a new model has to open, warm up and pass the sanity check in its trial "
+        "process; one that takes longer (an endless loop in the graph) is refused and the "
+        "serving model stays.", unit="s", gt=0, le=3600)
+    load_memory_mb: int = setting(
+        2048, "Memory (private data) a new model's trial process may use to open and warm it "
+        "up; a model that needs more is refused and the serving model stays.", unit="MB",
+        ge=256, le=1_048_576)
 
     @field_validator("device")
     @classmethod
@@ -86,11 +103,15 @@ class DesiredModel(Section):
         extra="forbid", frozen=True, populate_by_name=True, coerce_numbers_to_str=True
     )
 
-    version: str | None = setting(None, "Version to run; a version already in the repository "
-                                  "is switched to without downloading.", max_length=64)
+    version: Identifier | None = setting(
+        None, "Version to run; a version already in the repository is switched to without "
+        "downloading. 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or "
+        "digit (it names a folder).", max_length=64)
     url: str | None = Field(
         None, description="http(s):// or file:// URL of the model package zip. Its SAS query "
-        "string is never logged.", validation_alias=AliasChoices("url", "DownloadUrl"),
+        "string and any user:password are never logged or reported. On IoT Edge a file:// URL "
+        "must point inside model_repository.file_url_dir.",
+        validation_alias=AliasChoices("url", "DownloadUrl"),
     )
     content_md5: str | None = Field(
         None, description="Base64 of the zip's MD5 digest, as Azure Storage writes ContentMD5.",
@@ -122,7 +143,17 @@ class ModelRepositorySettings(Section):
                                     "not starve the camera uplink; 0 is uncapped.", unit="kB/s",
                                     ge=0)
     retry: BackoffSettings = section(BackoffSettings, "Pacing of download retries.")
-    max_package_mb: float = setting(512.0, "Largest unpacked package.", unit="MB", gt=0)
+    max_package_mb: float = setting(512.0, "Largest package, downloaded or unpacked; a "
+                                    "download stops there even when the server never ends "
+                                    "the body.", unit="MB", gt=0, le=1_048_576)
+    file_url_dir: Path | None = setting(
+        None, "On IoT Edge, where the twin comes from the cloud, a file:// model URL must point "
+        "inside this folder (after resolving links); empty means model_repository.dir, the "
+        "models volume. Local runs accept any file:// URL.")
+    allow_link_local: bool = setting(
+        False, "Accept a model URL whose host is, or resolves to, a link-local address "
+        "(169.254.0.0/16, fe80::/10: where cloud metadata services answer). Off, such a URL "
+        "is refused.")
 
 
 class DetectorSettings(Section):

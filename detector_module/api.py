@@ -1,9 +1,16 @@
 """The Web API: /score, the Custom Vision compatible routes, health, model and metrics.
 
 aiohttp serves it: one small package that gives streaming body reads (so an oversized body
-is refused at the limit, not after buffering it), multipart parsing for Custom Vision's
-``imageData`` field, and an event loop that never blocks, since decoding and inference run
-in worker threads. Every error is a JSON body ``{"error": kind, "message": text}``.
+is refused at the limit, not after buffering it), and an event loop that never blocks, since
+decoding and inference run in worker threads. Every answer is JSON that passed through
+:func:`infra.logs.redact_value` (an error quotes its input, ``/model`` names a source path);
+an error is ``{"error": kind, "message": text}``. What a request brings is checked in
+:mod:`detector_module.inputs`.
+
+The server side is bounded too: a connection without a complete request header within
+``server.idle_timeout_s`` is closed (aiohttp's keep-alive timer, which also runs from the
+connection's start), and a request that is not valid HTTP (a smuggling attempt, a huge
+header) is one warning line, ``api.malformed_request``, without a traceback.
 """
 
 from __future__ import annotations
@@ -12,46 +19,83 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import Executor
 from datetime import UTC, datetime
+from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
-from config.detector import DetectorSettings, EventSettings
+from config.detector import DetectorSettings, EventSettings, ServerSettings
 from contracts.detection import Detection
 from detector_module.detection import PostProcess
 from detector_module.engine import LoadedModel, ModelSlot
 from detector_module.events import DetectionEvents
 from detector_module.imaging import ImageError, ImageHeader, decode, inspect
+from detector_module.inputs import ApiError, camera_id, frame_time, identifier, image_bytes
 from detector_module.metrics import Metrics
+from infra.logs import event, event_with_traceback, redact_value
+from infra.supervision import Workers
 
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
-_CHUNK = 64 * 1024
-RAW_TYPES = ("application/octet-stream",)
-CV_FIELD = "imageData"
-MAX_CAMERA_ID = 128
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# After an answer that did not read the whole body (413, 408), the rest is read and dropped
+# for at most this long, so the client sees the answer rather than a reset; then the
+# connection closes (aiohttp's default, 10 s, would let a slow client hold it that long).
+LINGER_S = 2.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class ApiError(Exception):
-    """An answer other than 200: status, error kind, message and extra headers."""
-
-    def __init__(self, status: int, kind: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
-        self.headers = headers or {}
+def _answer(doc: dict[str, Any], status: int = 200,
+            headers: dict[str, str] | None = None) -> web.Response:
+    """Every JSON answer: redacted first, so no input or path can carry a secret out."""
+    return web.json_response(redact_value(doc), status=status, headers=headers)
 
 
 def _error_response(status: int, kind: str, message: str,
                     headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": kind, "message": message}, status=status,
-                             headers=headers)
+    response = _answer({"error": kind, "message": message}, status, headers)
+    if status == 408:  # the rest of a slow body is not waited for
+        response.force_close()
+    return response
+
+
+class ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's server logger. A request that is not valid HTTP is the client's fault: one
+    warning line with its reason (escaped by the log formatter), never a traceback. Anything
+    else aiohttp reports keeps its traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(log, {})
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True,
+                  **kwargs: Any) -> None:
+        self._report(msg, args, exc_info)
+
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        # aiohttp reports a bad method on a connection's first request at debug level.
+        if isinstance(kwargs.get("exc_info"), HttpProcessingError):
+            self._report(msg, args, kwargs["exc_info"])
+
+    def _report(self, msg: object, args: tuple[object, ...], exc_info: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else None
+        if isinstance(exc, HttpProcessingError):
+            event(log, logging.WARNING, "api.malformed_request",
+                  remote=args[0] if args else None, status=exc.code,
+                  error=f"{type(exc).__name__}: {exc.message}"[:200])
+        elif exc is not None:
+            event_with_traceback(log, logging.ERROR, "api.server_error", exc,
+                                 message=str(msg)[:200])
+        else:
+            event(log, logging.ERROR, "api.server_error", message=str(msg)[:200])
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]
+                ) -> tuple[Any, MutableMapping[str, Any]]:
+        return msg, kwargs
 
 
 class Slots:
@@ -76,49 +120,33 @@ class Slots:
             self._cond.notify_all()
 
 
-def _parse_ts(value: str | None) -> str:
-    """The frame time as ISO 8601 UTC: from ``ts`` (ISO 8601 or epoch seconds) or now."""
-    if value is None or value == "":
-        return datetime.now(UTC).isoformat(timespec="milliseconds")
-    try:
-        stamp = datetime.fromtimestamp(float(value), UTC)
-    except ValueError:
-        try:
-            stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ApiError(400, "bad_request", f"ts {value!r} is neither ISO 8601 nor epoch "
-                           "seconds") from None
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=UTC)
-    except (OverflowError, OSError):
-        raise ApiError(400, "bad_request", f"ts {value!r} is out of range") from None
-    return stamp.astimezone(UTC).isoformat(timespec="milliseconds")
-
-
-def _camera_id(request: web.Request) -> str | None:
-    value = request.query.get("camera_id") or None
-    if value is not None and (len(value) > MAX_CAMERA_ID or not value.isprintable()):
-        raise ApiError(400, "bad_request", f"camera_id must be at most {MAX_CAMERA_ID} "
-                       "printable characters")
-    return value
-
-
 class Api:
     """Handlers over the shared state; ``settings()`` returns the settings in force."""
 
     def __init__(self, settings: Callable[[], DetectorSettings], slot: ModelSlot,
-                 events: DetectionEvents, metrics: Metrics, executor: Executor) -> None:
+                 events: DetectionEvents, metrics: Metrics, executor: Executor,
+                 workers: Workers) -> None:
         self._settings = settings
         self._slot = slot
         self._events = events
         self._metrics = metrics
         self._executor = executor
+        self._workers = workers
         self._slots: Slots | None = None
 
-    def app(self) -> web.Application:
-        # The body limit is enforced per request from the live settings (see _read_body);
-        # aiohttp's own limit only has to stay out of the way.
-        app = web.Application(middlewares=[self._errors], client_max_size=256 * MB + 1)
+    def runner(self, server: ServerSettings) -> web.AppRunner:
+        """The server: no automatic decompression (see inputs), idle connections closed
+        after ``idle_timeout_s``, in-flight requests given a few seconds at a stop."""
+        return web.AppRunner(self.app(server), access_log=None, handle_signals=False,
+                             shutdown_timeout=5.0, keepalive_timeout=server.idle_timeout_s,
+                             lingering_time=LINGER_S, auto_decompress=False,
+                             logger=ServerLog())
+
+    def app(self, server: ServerSettings) -> web.Application:
+        # Bodies are read by inputs.read_body against the live limit; aiohttp's own limit
+        # (for reads that bypass it) is the one in force at start.
+        app = web.Application(middlewares=[self._errors],
+                              client_max_size=int(server.max_body_mb * MB) + 1)
         app.on_startup.append(self._startup)
         app.add_routes([
             web.post("/score", self.score),
@@ -154,9 +182,8 @@ class Api:
                                         if k.lower() == "allow"})
         except Exception as exc:  # noqa: BLE001 - the client gets JSON, the log the traceback
             self._metrics.error("internal")
-            # The structured event line, plus the traceback that event() does not carry.
-            log.error("api.internal_error", exc_info=exc,
-                      extra={"fields": {"path": request.path, "error": repr(exc)}})
+            event_with_traceback(log, logging.ERROR, "api.internal_error", exc,
+                                 path=request.path, error=repr(exc)[:200])
             response = _error_response(500, "internal", "internal error while scoring; see "
                                        "the module log")
         self._metrics.request(name, response.status)
@@ -164,57 +191,11 @@ class Api:
 
     # -- scoring -------------------------------------------------------------------------
 
-    @staticmethod
-    def _check_length(request: web.Request, limit: int) -> None:
-        if request.content_length is not None and request.content_length > limit:
-            raise ApiError(413, "body_too_large", f"body of {request.content_length} bytes is "
-                           f"over the limit of {limit} bytes")
-
-    @staticmethod
-    async def _read_limited(read_chunk: Callable[[int], Awaitable[bytes]], limit: int) -> bytes:
-        """Read chunk by chunk and stop at the limit, never buffering an oversized body."""
-        chunks, size = [], 0
-        while chunk := await read_chunk(_CHUNK):
-            size += len(chunk)
-            if size > limit:
-                raise ApiError(413, "body_too_large", f"body is over the limit of {limit} "
-                               "bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def _read_body(self, request: web.Request, limit: int) -> bytes:
-        self._check_length(request, limit)
-        if request.content_length is not None:
-            return await request.read()  # length known and within the limit: one buffer
-        return await self._read_limited(request.content.read, limit)
-
-    async def _read_multipart(self, request: web.Request, limit: int) -> bytes:
-        self._check_length(request, limit)
-        try:
-            reader = await request.multipart()
-            while (part := await reader.next()) is not None:
-                if isinstance(part, BodyPartReader) and part.name == CV_FIELD:
-                    return await self._read_limited(part.read_chunk, limit)
-        except (ValueError, AssertionError) as exc:
-            raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from None
-        raise ApiError(400, "bad_request", f"multipart body has no {CV_FIELD!r} field")
-
-    async def _image_bytes(self, request: web.Request, limit: int) -> bytes:
-        ctype = request.content_type
-        raw = ctype in RAW_TYPES or ctype.startswith("image/")
-        if raw or not request.headers.get("Content-Type"):
-            return await self._read_body(request, limit)
-        if ctype == "multipart/form-data":
-            return await self._read_multipart(request, limit)
-        raise ApiError(415, "unsupported_media", f"content type {ctype!r} is not accepted: "
-                       "send image/jpeg, image/png, image/bmp, application/octet-stream or "
-                       f"multipart/form-data with a field {CV_FIELD!r}")
-
-    async def _score(self, request: web.Request, camera_id: str | None,
-                     frame_time: str) -> tuple[LoadedModel, ImageHeader, list[Detection], float]:
+    async def _score(self, request: web.Request, camera: str | None,
+                     stamp: str) -> tuple[LoadedModel, ImageHeader, list[Detection], float]:
         settings = self._settings()
         server = settings.server
-        data = await self._image_bytes(request, int(server.max_body_mb * MB))
+        data = await image_bytes(request, int(server.max_body_mb * MB), server.body_timeout_s)
         try:
             header = inspect(data, server.max_pixels)
         except ImageError as exc:
@@ -233,7 +214,7 @@ class Api:
             params = PostProcess.from_settings(settings.thresholds)
             detections, seconds = await loop.run_in_executor(
                 self._executor, self._infer, model, data, header, params, settings.events,
-                camera_id, frame_time)
+                camera, stamp)
         except ImageError as exc:
             raise ApiError(exc.status, exc.kind, str(exc)) from None
         finally:
@@ -241,8 +222,8 @@ class Api:
         return model, header, detections, seconds
 
     def _infer(self, model: LoadedModel, data: bytes, header: ImageHeader, params: PostProcess,
-               events: EventSettings, camera_id: str | None,
-               frame_time: str) -> tuple[list[Detection], float]:
+               events: EventSettings, camera: str | None,
+               stamp: str) -> tuple[list[Detection], float]:
         """Worker thread: decode, detect, and send the detection message."""
         started = time.perf_counter()
         spec = model.adapter.spec
@@ -250,34 +231,36 @@ class Api:
         detections = model.detect(decode(data, header, size), params)
         seconds = time.perf_counter() - started
         self._metrics.inference(seconds)
-        self._events.offer(events, camera_id, frame_time,
+        self._events.offer(events, camera, stamp,
                            {"name": model.package.name, "version": model.package.version},
                            detections)
         return detections, seconds
 
     async def score(self, request: web.Request) -> web.Response:
         """POST /score?camera_id=&ts=: image bytes in, detections out."""
-        camera_id = _camera_id(request)
-        frame_time = _parse_ts(request.query.get("ts"))
-        model, header, detections, seconds = await self._score(request, camera_id, frame_time)
-        return web.json_response({
+        camera, stamp = camera_id(request), frame_time(request.query.get("ts"))
+        model, header, detections, seconds = await self._score(request, camera, stamp)
+        width, height = header.shown_size
+        return _answer({
             "model": {"name": model.package.name, "version": model.package.version,
                       "format": model.adapter.format},
-            "image": {"width": header.width, "height": header.height},
+            "image": {"width": width, "height": height},
             "inference_ms": round(seconds * 1000, 3),
-            "camera_id": camera_id, "ts": frame_time,
+            "camera_id": camera, "ts": stamp,
             "detections": [d.to_dict() for d in detections],
         })
 
     async def custom_vision(self, request: web.Request) -> web.Response:
         """The Custom Vision prediction container's answer shape, so its clients work as-is."""
-        camera_id = _camera_id(request)
-        frame_time = _parse_ts(request.query.get("ts"))
-        _, _, detections, _ = await self._score(request, camera_id, frame_time)
-        return web.json_response({
+        route = request.match_info
+        project = identifier(route["project"], "project") if "project" in route else ""
+        iteration = identifier(route["iteration"], "iteration") if "iteration" in route else ""
+        camera, stamp = camera_id(request), frame_time(request.query.get("ts"))
+        _, _, detections, _ = await self._score(request, camera, stamp)
+        return _answer({
             "id": str(uuid.uuid4()),
-            "project": request.match_info.get("project", ""),
-            "iteration": request.match_info.get("iteration", ""),
+            "project": project,
+            "iteration": iteration,
             "created": datetime.now(UTC).replace(tzinfo=None).isoformat(),
             "predictions": [{
                 "probability": round(d.score, 8), "tagId": d.class_id, "tagName": d.label,
@@ -290,20 +273,27 @@ class Api:
     # -- health and introspection --------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
+        """200 while every worker runs; else 503 naming those that do not (restarting after
+        a failure, or given up), so the container's health check sees it."""
+        stopped = self._workers.not_running()
+        if not stopped:
+            return _answer({"status": "alive"})
+        return _answer({"status": "degraded", "notRunning": stopped,
+                        "workers": {name: state for name, state in
+                                    self._workers.health().items() if name in stopped}}, 503)
 
     async def readyz(self, request: web.Request) -> web.Response:
         model = self._slot.current
         if model is None:
             raise ApiError(503, "no_model", self._slot.error or "no model is loaded yet")
-        return web.json_response({"status": "ready",
-                                  "model": f"{model.package.name}:{model.package.version}"})
+        return _answer({"status": "ready",
+                        "model": f"{model.package.name}:{model.package.version}"})
 
     async def model(self, request: web.Request) -> web.Response:
         model = self._slot.current
         if model is None:
             raise ApiError(503, "no_model", self._slot.error or "no model is loaded yet")
-        return web.json_response(model.info())
+        return _answer(model.info())
 
     async def metrics(self, request: web.Request) -> web.Response:
         model = self._slot.current

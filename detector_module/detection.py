@@ -101,8 +101,11 @@ def postprocess(candidates: Candidates, labels: Sequence[str],
     """Thresholds per label, classes of interest, class-wise NMS and the cap, best first.
 
     A class id below 0 (an SSD's background row under a manifest ``class_offset`` of -1)
-    names no class and is dropped."""
-    c = candidates.keep((candidates.scores >= params.floor) & (candidates.class_ids >= 0))
+    names no class and is dropped, and so is a row with a NaN or infinite score or box (a
+    model refused at load for such outputs can still produce one on some image)."""
+    finite = np.isfinite(candidates.scores) & np.isfinite(candidates.boxes).all(axis=1)
+    c = candidates.keep(finite & (candidates.scores >= params.floor)
+                        & (candidates.class_ids >= 0))
     if not len(c.scores):
         return []
     # Per-class lookups over the few distinct classes, then one vectorised mask.

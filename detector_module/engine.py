@@ -1,9 +1,11 @@
 """A loaded model (package + backend + adapter) and the slot that swaps it without a gap.
 
 A model is opened once, warmed up with one inference (OpenVINO compiles lazily, so the first
-real request would otherwise pay for it), and only then made current. Requests take the
-current model at their start and finish on it even if a newer one is swapped in meanwhile;
-the old session is freed when its last request is done.
+real request would otherwise pay for it), sanity-checked, and only then made current.
+Requests take the current model at their start and finish on it even if a newer one is
+swapped in meanwhile; the old session is freed when its last request is done. A model that
+can hang or exhaust memory while doing so is caught first by its trial run
+(:mod:`detector_module.trial`), which runs these same functions in a child process.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from contracts.detection import Detection
 from detector_module.adapters import Adapter, adapter_for
 from detector_module.backends import Backend, BackendError, InferenceOptions, open_backend
 from detector_module.detection import PostProcess, postprocess
-from detector_module.package import ModelPackage
+from detector_module.package import MAX_INPUT_SIDE, ModelPackage
 from infra.logs import event
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,9 @@ def load_model(package: ModelPackage, options: InferenceOptions) -> LoadedModel:
     backend = open_backend(package, options)
     adapter = adapter_for(backend, package)
     spec = adapter.spec
+    if max(spec.width, spec.height) > MAX_INPUT_SIDE:
+        raise BackendError(f"the model input {spec.width}x{spec.height} has a side over "
+                           f"{MAX_INPUT_SIDE} pixels")
     try:
         adapter.infer(np.full((spec.height, spec.width, 3), 114, np.uint8), floor=1.0)
     except Exception as exc:  # noqa: BLE001 - e.g. a manifest size the model does not take
@@ -76,6 +82,28 @@ def load_model(package: ModelPackage, options: InferenceOptions) -> LoadedModel:
           format=adapter.format, providers=",".join(backend.providers),
           inference_device=options.device, seconds=round(model.load_seconds, 3))
     return model
+
+
+def sanity_check(model: LoadedModel) -> None:
+    """Run a synthetic 640x480 scene through the full pipeline; raise BackendError if the raw
+    outputs are not finite or a detection is impossible (a score outside 0..1)."""
+    y, x = np.mgrid[0:480, 0:640]
+    image = np.stack([(x * 255 // 639), (y * 255 // 479), ((x + y) % 256)], -1).astype(np.uint8)
+    image[160:320, 200:440] = (200, 40, 160)
+    outputs, geometry = model.adapter.run(image)
+    for name, value in outputs.items():
+        array = np.asarray(value)
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise BackendError(f"the model's output {name!r} holds NaN or infinite values "
+                               "on the sanity image")
+    try:
+        postprocess(model.adapter.decode(outputs, geometry, 0.0), model.adapter.labels,
+                    PostProcess(min_score=0.0))
+    except ValidationError as exc:  # the Detection contract refused a score or class id
+        raise BackendError(f"sanity image gave an impossible detection: "
+                           f"{exc.errors()[0]['msg']}") from exc
+    if not model.adapter.labels:
+        raise BackendError("the model has no labels")
 
 
 class ModelSlot:

@@ -2,7 +2,13 @@
 
 The header of JPEG, PNG and BMP carries the image size, so a decompression bomb (a small
 file that decodes to gigapixels) is refused from its first bytes instead of exhausting
-memory. Preprocessing records exactly how the model input maps back to the original image.
+memory, and so is a side OpenCV would refuse with an exception (over :data:`MAX_SIDE`).
+Preprocessing records exactly how the model input maps back to the original image.
+
+What phones and cameras really send is accepted as browsers show it: a JPEG's EXIF
+orientation is applied (by us, after decoding with OpenCV told to ignore it, so the decoded
+size can still be checked against the header), and bytes after a JPEG's end marker are
+ignored. Any decoder failure is a 400, never an exception out of here.
 """
 
 from __future__ import annotations
@@ -19,6 +25,16 @@ ImageFormat = Literal["jpeg", "png", "bmp"]
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers carry the size; C4 (DHT), C8 (JPG) and CC (DAC) do not.
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_SOS, _APP1 = 0xDA, 0xE1
+_EXIF = b"Exif\0\0"
+_ORIENTATION_TAG = 0x0112
+#: Largest width or height: JPEG's own maximum; OpenCV refuses sides over 2**20 with an error.
+MAX_SIDE = 65535
+# BMP info header sizes: BITMAPCOREHEADER (16-bit sizes), then the 32-bit ones.
+_BMP_CORE, _BMP_INFO = 12, frozenset({16, 40, 52, 56, 64, 108, 124})
+
+# OpenCV logs its own decoder errors to stderr, unstructured; the caller reports them as 400s.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 class ImageError(ValueError):
@@ -40,13 +56,44 @@ class ImageTooLarge(ImageError):
 
 @dataclass(frozen=True)
 class ImageHeader:
+    """What the first bytes say. ``width`` and ``height`` are the stored pixels; the EXIF
+    ``orientation`` (1 to 8, JPEG only) says how they are shown."""
+
     format: ImageFormat
     width: int
     height: int
+    orientation: int = 1
+    #: Where a JPEG's entropy-coded data starts (its end marker must come after it).
+    scan_start: int = 0
+
+    @property
+    def shown_size(self) -> tuple[int, int]:
+        """(width, height) as displayed: orientations 5 to 8 turn the image by 90 degrees."""
+        return ((self.height, self.width) if self.orientation >= 5
+                else (self.width, self.height))
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int]:
-    i = 2
+def _exif_orientation(segment: bytes) -> int:
+    """The orientation tag of an APP1 Exif segment's first IFD; 1 when absent or malformed."""
+    tiff = segment[len(_EXIF):]
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    (offset,) = struct.unpack(order + "I", tiff[4:8])
+    if offset + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack(order + "H", tiff[offset:offset + 2])
+    for entry in range(offset + 2, min(offset + 2 + 12 * count, len(tiff) - 11), 12):
+        tag, kind, _, value = struct.unpack(order + "HHIH", tiff[entry:entry + 10])
+        if tag == _ORIENTATION_TAG and kind == 3:  # SHORT
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _jpeg_header(data: bytes) -> ImageHeader:
+    """Walk the marker segments up to the first scan: size, orientation, scan start."""
+    size: tuple[int, int] | None = None
+    orientation, i = 1, 2
     while i + 4 <= len(data):
         if data[i] != 0xFF:
             raise ImageError("corrupt JPEG: marker expected")
@@ -58,42 +105,63 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             i += 2
             continue
         (length,) = struct.unpack(">H", data[i + 2:i + 4])
-        if marker in _SOF_MARKERS:
-            if i + 9 > len(data):
+        segment = data[i + 4:i + 2 + length]
+        if marker in _SOF_MARKERS and size is None and len(segment) >= 5:
+            height, width = struct.unpack(">HH", segment[1:5])
+            size = (width, height)
+        elif marker == _APP1 and segment.startswith(_EXIF):
+            orientation = _exif_orientation(segment)
+        elif marker == _SOS:
+            if size is None:
                 break
-            height, width = struct.unpack(">HH", data[i + 5:i + 9])
-            return width, height
+            return ImageHeader("jpeg", size[0], size[1], orientation, i + 2 + length)
         i += 2 + length
-    raise ImageError("truncated JPEG: no frame header")
+    if size is None:
+        raise ImageError("truncated JPEG: no frame header")
+    raise ImageError("truncated JPEG: no image data")
+
+
+def _bmp_size(data: bytes) -> tuple[int, int]:
+    if len(data) < 26:
+        raise ImageError("truncated BMP header")
+    (header,) = struct.unpack("<I", data[14:18])
+    if header == _BMP_CORE:
+        return struct.unpack("<HH", data[18:22])
+    if header not in _BMP_INFO:
+        raise ImageError(f"unsupported BMP info header of {header} bytes")
+    width, height = struct.unpack("<ii", data[18:26])
+    return abs(width), abs(height)
 
 
 def probe(data: bytes) -> ImageHeader:
-    """Format and size from the first bytes; raises ImageError (400/415) when it cannot."""
+    """Format and size from the first bytes; raises ImageError (400/413/415) when it cannot
+    or the size is over what any decoder takes."""
     if not data:
         raise ImageError("empty body: send the image bytes")
     if data[:3] == b"\xff\xd8\xff":
-        width, height = _jpeg_size(data)
-        fmt: ImageFormat = "jpeg"
+        header = _jpeg_header(data)
     elif data[:8] == _PNG_MAGIC:
         if len(data) < 24 or data[12:16] != b"IHDR":
             raise ImageError("truncated PNG: no IHDR chunk")
-        width, height = struct.unpack(">II", data[16:24])
-        fmt = "png"
+        header = ImageHeader("png", *struct.unpack(">II", data[16:24]))
     elif data[:2] == b"BM":
-        if len(data) < 26:
-            raise ImageError("truncated BMP header")
-        width, height = struct.unpack("<ii", data[18:26])
-        width, height, fmt = abs(width), abs(height), "bmp"
+        header = ImageHeader("bmp", *_bmp_size(data))
     else:
         raise UnsupportedImage("unsupported image format: send JPEG, PNG or BMP")
-    if width <= 0 or height <= 0:
-        raise ImageError(f"invalid image size {width}x{height}")
-    return ImageHeader(fmt, width, height)
+    if header.width <= 0 or header.height <= 0:
+        raise ImageError(f"invalid image size {header.width}x{header.height}")
+    if max(header.width, header.height) > MAX_SIDE:
+        raise ImageTooLarge(f"image is {header.width}x{header.height}: a side is over "
+                            f"{MAX_SIDE} pixels")
+    return header
 
 
 def check_complete(data: bytes, header: ImageHeader) -> None:
-    """Refuse a cut-off file: OpenCV decodes a truncated JPEG into a half-grey frame."""
-    if header.format == "jpeg" and b"\xff\xd9" not in data[-1024:]:
+    """Refuse a cut-off file: OpenCV decodes a truncated JPEG into a half-grey frame.
+
+    A JPEG's end marker is looked for after the start of its scan (an EXIF thumbnail before
+    it has its own), so bytes after the end marker, which browsers ignore, do not matter."""
+    if header.format == "jpeg" and data.find(b"\xff\xd9", header.scan_start) < 0:
         raise ImageError("truncated JPEG: no end-of-image marker")
     if header.format == "png" and b"IEND" not in data[-32:]:
         raise ImageError("truncated PNG: no IEND chunk")
@@ -114,9 +182,19 @@ _REDUCED = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
             (2, cv2.IMREAD_REDUCED_COLOR_2))
 
 
+def orient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Pixels as shown under an EXIF orientation, the same operations OpenCV applies."""
+    if orientation >= 5:
+        image = image.transpose(1, 0, 2)
+    flip = {2: 1, 3: -1, 4: 0, 6: 1, 7: -1, 8: 0}.get(orientation)
+    if flip is None:
+        return np.ascontiguousarray(image)
+    return cv2.flip(np.ascontiguousarray(image), flip)
+
+
 def decode(data: bytes, header: ImageHeader,
            min_size: tuple[int, int] | None = None) -> np.ndarray:
-    """RGB uint8 HxWx3 pixels of an image that passed :func:`inspect`.
+    """RGB uint8 HxWx3 pixels, as shown, of an image that passed :func:`inspect`.
 
     With ``min_size`` (the model's input width, height), a JPEG much larger than the model
     input is decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder itself (DCT scaling): the
@@ -125,15 +203,19 @@ def decode(data: bytes, header: ImageHeader,
     """
     flag, factor = cv2.IMREAD_COLOR, 1
     if min_size is not None and header.format == "jpeg":
+        shown_w, shown_h = header.shown_size
         for f, reduced in _REDUCED:
-            if header.width // f >= min_size[0] and header.height // f >= min_size[1]:
+            if shown_w // f >= min_size[0] and shown_h // f >= min_size[1]:
                 flag, factor = reduced, f
                 break
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error:
+        bgr = None
     expected = (-(-header.height // factor), -(-header.width // factor))
-    if bgr is None or bgr.shape[:2] != expected:
+    if bgr is None or bgr.ndim != 3 or bgr.shape[:2] != expected:
         raise ImageError(f"could not decode the {header.format.upper()} image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return orient(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), header.orientation)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,13 @@ The model repository (``updates/``) unpacks downloaded zips into ``<name>/<versi
 folders and loads them through :func:`load_package`; the bundled sample model is a zip read
 the same way. Zip members are read by name into memory and never extracted here, so a hostile
 archive cannot write anywhere (no zip-slip), and sizes are checked before reading.
+
+A package comes from outside, so everything in it that is used later is bounded here, once:
+its name and version are identifiers (:mod:`contracts.identifiers`: they name repository
+folders and appear in logs), the manifest's input size is at most :data:`MAX_INPUT_SIDE` per
+side (a dynamic model told to take 12000x12000 would allocate gigabytes in its warm-up), and
+the labels are at most :data:`MAX_LABELS` lines of printable text of at most
+:data:`MAX_LABEL_LENGTH` characters (they travel in every answer and message).
 """
 
 from __future__ import annotations
@@ -18,10 +25,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from contracts.identifiers import BadIdentifier, Identifier, check_identifier
+
 MANIFEST = "manifest.json"
 MODEL_SUFFIXES = (".onnx", ".tflite")
 LABEL_FILES = ("labels.txt", "labelmap.txt", "coco_classes.txt", "classes.txt")
 _VERSIONED = re.compile(r"^(?P<name>.+?)[-_]v?(?P<version>\d+(\.\d+)*)$")
+#: Largest model input side a manifest may ask for (large detection models take 1280-1536).
+MAX_INPUT_SIDE = 4096
+MAX_LABELS = 10_000
+MAX_LABEL_LENGTH = 128
 
 
 class PackageError(ValueError):
@@ -33,8 +46,8 @@ class ManifestInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    width: int | None = Field(None, gt=0)
-    height: int | None = Field(None, gt=0)
+    width: int | None = Field(None, gt=0, le=MAX_INPUT_SIDE)
+    height: int | None = Field(None, gt=0, le=MAX_INPUT_SIDE)
     layout: Literal["NCHW", "NHWC"] | None = None
     color_order: Literal["RGB", "BGR"] | None = None
     value_range: tuple[float, float] | None = None
@@ -48,8 +61,8 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     schema_version: Literal[1] = 1
-    name: str | None = Field(None, min_length=1, max_length=128)
-    version: str | None = Field(None, min_length=1, max_length=64)
+    name: Identifier | None = None
+    version: Identifier | None = None
     format: str | None = None
     model_file: str | None = None
     labels_file: str | None = None
@@ -102,9 +115,28 @@ def split_version(stem: str) -> tuple[str, str | None]:
 
 
 def _name_version(source: Path, manifest: Manifest) -> tuple[str, str]:
+    """The manifest's name and version (validated with it), else the file name's."""
     name, version = split_version(source.stem if source.suffix.lower() == ".zip"
                                   else source.name)
-    return manifest.name or name, manifest.version or version or "unversioned"
+    try:
+        return (manifest.name or check_identifier(name, "model name from the file name"),
+                manifest.version or check_identifier(version or "unversioned",
+                                                     "version from the file name"))
+    except BadIdentifier as exc:
+        raise PackageError(f"{exc}; name the package {MANIFEST} name and version") from None
+
+
+def _labels(text: str, labels_file: str) -> tuple[str, ...]:
+    """The labels, one per non-empty line, bounded in number and length."""
+    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if len(labels) > MAX_LABELS:
+        raise PackageError(f"{labels_file} has {len(labels)} labels, over the limit of "
+                           f"{MAX_LABELS}")
+    for number, label in enumerate(labels, 1):
+        if len(label) > MAX_LABEL_LENGTH or not label.isprintable():
+            raise PackageError(f"{labels_file}: label {number} ({label[:40]!r}) is not "
+                               f"printable text of at most {MAX_LABEL_LENGTH} characters")
+    return labels
 
 
 def load_package(source: Path, *, max_bytes: int = 512 * 1024 * 1024) -> ModelPackage:
@@ -152,8 +184,12 @@ def _assemble(source: Path, sizes: dict[str, int], read: Callable[[str], bytes],
                         LABEL_FILES, "labels file")
     labels: tuple[str, ...] = ()
     if labels_file is not None:
-        text = read(labels_file).decode("utf-8-sig")
-        labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+        try:
+            text = read(labels_file).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise PackageError(f"{labels_file} is not UTF-8 text: {exc.reason} at byte "
+                               f"{exc.start}") from None
+        labels = _labels(text, labels_file)
     name, version = _name_version(source, manifest)
     return ModelPackage(name=name, version=version, model_file=model_file,
                         model=read(model_file), labels=labels, manifest=manifest, source=source)

@@ -4,6 +4,14 @@ The HTTP server runs on its own event loop thread and answers /healthz at once; 
 loads on a worker thread and /readyz turns 200 when it has been warmed up. Changes to the
 `inference` settings reload the session on that worker and swap it in when it is ready, so
 requests never wait for a compile and none is dropped.
+
+Every thread (the API server, the model loader, the update manager) runs under
+``runtime.workers``, so an unexpected exception is logged with its traceback, alerted and
+the worker restarted, and /healthz names a worker that is not running. Every model is opened
+through :meth:`DetectorService._checked_load`: first its trial in a child process
+(:mod:`detector_module.trial`: time and memory limits, killed when no longer wanted), then
+the same load in this process. What the repository says at boot is untrusted too: a bad
+``active.json`` or a version that fails its trial boots the bundled sample instead.
 """
 
 from __future__ import annotations
@@ -13,22 +21,21 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 
-from config.detector import DetectorSettings
+from config.detector import DetectorSettings, ServerSettings
 from detector_module.adapters import AdapterError
 from detector_module.api import Api
 from detector_module.backends import BackendError, InferenceOptions
-from detector_module.detection import PostProcess
-from detector_module.engine import LoadedModel, ModelSlot, load_model
+from detector_module.engine import LoadedModel, ModelSlot, load_model, sanity_check
 from detector_module.events import DetectionEvents
 from detector_module.metrics import Metrics
 from detector_module.package import ModelPackage, PackageError, bundled_sample, load_package
+from detector_module.trial import Cancelled, TrialCancelled, TrialLimits, trial
 from detector_module.updates.manager import ModelManager
 from detector_module.updates.repository import ModelRepository
 from edge_link.runtime import ModuleRuntime, ModuleService
@@ -39,6 +46,8 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = 64  # the largest server.max_concurrent; threads start only when needed
 # What a model that cannot serve raises while it is read, opened or warmed up.
 LOAD_ERRORS = (PackageError, BackendError, AdapterError, OSError)
+# The inference settings a session is built with; the others (trial limits) need no reload.
+SESSION_FIELDS = frozenset(f"inference.{f.name}" for f in fields(InferenceOptions))
 
 
 class DetectorService(ModuleService[DetectorSettings]):
@@ -58,7 +67,7 @@ class DetectorService(ModuleService[DetectorSettings]):
         self.events = DetectionEvents(runtime.send, self.metrics)
         self._executor = ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="detect")
         self._api = Api(lambda: runtime.settings, self.slot, self.events, self.metrics,
-                        self._executor)
+                        self._executor, runtime.workers)
         self._port_override = port
         self.port: int | None = None
         #: The reported ``inference`` section; replaced whole on every change.
@@ -69,22 +78,20 @@ class DetectorService(ModuleService[DetectorSettings]):
         self._bind_error: OSError | None = None
         self._reload_wanted = threading.Event()
         self._stopping = threading.Event()
-        self._loader = threading.Thread(target=self._load_loop, name="model-loader",
-                                        daemon=True)
+        self._loader: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
         settings = self.runtime.settings.server
         port = settings.port if self._port_override is None else self._port_override
-        self._server_thread = threading.Thread(target=self._serve, args=(settings.host, port),
-                                               name="detector-api", daemon=True)
-        self._server_thread.start()
+        self._server_thread = self.runtime.workers.spawn(
+            "detector-api", lambda: self._serve(settings, port))
         self._bound.wait()
         if self._bind_error is not None:
             raise self._bind_error
         self._reload_wanted.set()
-        self._loader.start()
+        self._loader = self.runtime.workers.spawn("model-loader", self._load_loop)
         self.updates.start()
         self.updates.request(self.runtime.settings.model)
         event(log, logging.INFO, "api.listening", host=settings.host, port=self.port)
@@ -98,7 +105,7 @@ class DetectorService(ModuleService[DetectorSettings]):
             self._loop.call_soon_threadsafe(self._loop.stop)
         if self._server_thread is not None:
             self._server_thread.join(timeout=10)
-        if self._loader.is_alive():
+        if self._loader is not None:
             self._loader.join(timeout=30)
         self._executor.shutdown(wait=True, cancel_futures=True)
 
@@ -114,9 +121,8 @@ class DetectorService(ModuleService[DetectorSettings]):
             self.updates.request(new.model)
         elif any(path.startswith("model_repository.") for path in changed):
             self.updates.request(new.model, retry_failed=True)
-        if any(path.startswith("inference.") for path in changed):
-            event(log, logging.INFO, "inference.reload_requested",
-                  changed=",".join(p for p in changed if p.startswith("inference.")))
+        if session := [path for path in changed if path in SESSION_FIELDS]:
+            event(log, logging.INFO, "inference.reload_requested", changed=",".join(session))
             self._reload_wanted.set()
 
     def wait_ready(self, timeout: float) -> bool:
@@ -126,19 +132,18 @@ class DetectorService(ModuleService[DetectorSettings]):
             time.sleep(0.05)
         return self.slot.current is not None
 
-    def _serve(self, host: str, port: int) -> None:
+    def _serve(self, server: ServerSettings, port: int) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        # In-flight requests get a few seconds to finish when IoT Edge stops the module.
-        runner = web.AppRunner(self._api.app(), access_log=None, handle_signals=False,
-                               shutdown_timeout=5.0)
+        runner = self._api.runner(server)
         try:
             loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, host, port, reuse_address=True)
+            site = web.TCPSite(runner, server.host, port, reuse_address=True)
             loop.run_until_complete(site.start())
         except OSError as exc:
             self._bind_error = exc
-            event(log, logging.ERROR, "api.bind_failed", host=host, port=port, error=str(exc))
+            event(log, logging.ERROR, "api.bind_failed", host=server.host, port=port,
+                  error=str(exc))
             self._bound.set()
             loop.close()
             return
@@ -150,6 +155,7 @@ class DetectorService(ModuleService[DetectorSettings]):
             loop.run_forever()
         finally:
             loop.run_until_complete(runner.cleanup())
+            _finish_tasks(loop)
             loop.close()
 
     def _set_inference(self, section: dict[str, Any]) -> None:
@@ -159,13 +165,14 @@ class DetectorService(ModuleService[DetectorSettings]):
     # -- model loading ------------------------------------------------------------------
 
     def _load_loop(self) -> None:
-        while True:
-            self._reload_wanted.wait()
-            if self._stopping.is_set():
-                return
-            self._reload_wanted.clear()
+        while self._reload_wanted.wait() and not self._stopping.is_set():
             with self._swap_lock:
-                self._load()
+                self._reload_wanted.clear()
+                try:
+                    self._load()
+                except BaseException:
+                    self._reload_wanted.set()  # the supervisor's restart tries again
+                    raise
             self._first_load.set()
 
     def _load(self) -> None:
@@ -177,7 +184,9 @@ class DetectorService(ModuleService[DetectorSettings]):
             return
         try:
             model = (self._boot(options) if current is None
-                     else load_model(current.package, options))
+                     else self._checked_load(current.package, options, self._stopping.is_set))
+        except TrialCancelled:
+            return
         except LOAD_ERRORS as exc:
             self.slot.fail(str(exc))
             event(log, logging.ERROR, "model.load_failed", error=str(exc))
@@ -185,6 +194,20 @@ class DetectorService(ModuleService[DetectorSettings]):
             return
         self.slot.swap(model)
         self._report_loaded(model)
+
+    def _checked_load(self, package: ModelPackage, options: InferenceOptions,
+                      cancelled: Cancelled) -> LoadedModel:
+        """The one way a model is opened: its trial in a child process (time and memory
+        limits), then the same load, warm-up and sanity check here."""
+        limits = TrialLimits.from_settings(self.runtime.settings.inference)
+        try:
+            trial(package.source, options, limits, cancelled)
+        except BackendError as exc:
+            raise BackendError(f"model {package.name} {package.version} refused: "
+                               f"{exc}") from None
+        model = load_model(package, options)
+        sanity_check(model)
+        return model
 
     def _boot(self, options: InferenceOptions) -> LoadedModel:
         """The model to start with: ``--model`` if given, else the repository's active
@@ -194,7 +217,7 @@ class DetectorService(ModuleService[DetectorSettings]):
             package = self._repository_package()
             if package is not None:
                 try:
-                    return load_model(package, options)
+                    return self._checked_load(package, options, self._stopping.is_set)
                 except LOAD_ERRORS as exc:
                     event(log, logging.ERROR, "model.repository_unusable", model=package.name,
                           version=package.version, error=str(exc),
@@ -203,10 +226,11 @@ class DetectorService(ModuleService[DetectorSettings]):
         if source is None:
             raise PackageError("no model package: none given with --model and no bundled "
                                "sample model in samples/models/")
-        return load_model(load_package(source), options)
+        return self._checked_load(load_package(source), options, self._stopping.is_set)
 
     def _repository_package(self) -> ModelPackage | None:
-        """The repository's active version, read without any network."""
+        """The repository's active version, read without any network; None when there is
+        none or it is unusable (both reported)."""
         active = self.repository.active()
         if active is None:
             return None
@@ -236,34 +260,25 @@ class DetectorService(ModuleService[DetectorSettings]):
         current = self.slot.current
         return (current.package.name, current.package.version) if current else None
 
-    def _activate(self, path: Path, name: str, version: str) -> dict[str, Any]:
-        """Load beside the serving model, warm up, sanity-check, then swap in atomically.
+    def _activate(self, path: Path, name: str, version: str,
+                  cancelled: Cancelled) -> dict[str, Any]:
+        """Load beside the serving model (trial, warm-up, sanity check), then swap it in
+        atomically; TrialCancelled when a newer model is wanted meanwhile.
 
         Requests in flight keep their reference to the old model and finish on it; its
         session is freed when the last of them drops that reference."""
         with self._swap_lock:
             package = replace(load_package(path), name=name, version=version)
             options = InferenceOptions.from_settings(self.runtime.settings.inference)
-            model = load_model(package, options)  # includes the warm-up inference
-            sanity_check(model)
+            model = self._checked_load(package, options, cancelled)
             self.slot.swap(model)
         return self._report_loaded(model)
 
 
-def sanity_check(model: LoadedModel) -> None:
-    """Run a synthetic 640x480 scene through the full pipeline; raise if the output is off."""
-    import numpy as np
-
-    y, x = np.mgrid[0:480, 0:640]
-    image = np.stack([(x * 255 // 639), (y * 255 // 479), ((x + y) % 256)], -1).astype(np.uint8)
-    image[160:320, 200:440] = (200, 40, 160)
-    try:
-        detections = model.detect(image, PostProcess(min_score=0.0))
-    except ValidationError as exc:  # the Detection contract refused a score or class id
-        raise BackendError(f"sanity image gave an impossible detection: "
-                           f"{exc.errors()[0]['msg']}") from exc
-    for det in detections:
-        if not np.isfinite(det.box).all():
-            raise BackendError(f"sanity image gave an impossible detection: {det}")
-    if not model.adapter.labels:
-        raise BackendError("the model has no labels")
+def _finish_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what the server left (handlers of idle keep-alive connections) and let it end,
+    so closing the loop destroys no pending task (asyncio would log each, over two lines)."""
+    pending = asyncio.all_tasks(loop)
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))

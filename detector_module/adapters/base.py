@@ -53,10 +53,14 @@ class Adapter(ABC):
     def feeds(self, tensor: np.ndarray, geometry: Geometry) -> dict[str, np.ndarray]:
         return {self.backend.inputs[0].name: tensor}
 
+    def run(self, image: np.ndarray) -> tuple[dict[str, np.ndarray], Geometry]:
+        """Preprocess and run one RGB uint8 HxWx3 image: the raw outputs and the geometry."""
+        tensor, geometry = prepare(image, self.spec)
+        return self.backend.run(self.feeds(tensor, geometry)), geometry
+
     def infer(self, image: np.ndarray, floor: float = 0.0) -> Candidates:
         """Preprocess, run and decode one RGB uint8 HxWx3 image."""
-        tensor, geometry = prepare(image, self.spec)
-        return self.decode(self.backend.run(self.feeds(tensor, geometry)), geometry, floor)
+        return self.decode(*self.run(image), floor)
 
     def _with_manifest(self, spec: InputSpec) -> InputSpec:
         given = self.package.manifest.input

@@ -6,29 +6,40 @@ on from the partial file's length with ``Range`` (and ``If-Range`` with the ETag
 changed blob restarts from zero instead of mixing two files). Each received block is written
 before the next is read, so a cut re-fetches nothing already written. Retries back off
 exponentially with equal jitter (:class:`infra.backoff.Backoff`), without end until
-``cancelled()`` says the desired version changed. The SAS query string is never logged or
-stored: see :func:`safe_url`.
+``cancelled()`` says the desired version changed. The SAS query string and any user:password
+are never logged or stored: see :func:`safe_url`.
+
+The URL comes from the twin, so it is checked before anything is fetched (:func:`check_url`,
+one :class:`UrlPolicy`): on IoT Edge a ``file://`` URL must resolve inside one folder (or the
+twin could read any file of the container); a host that is, or resolves to, a link-local
+address (169.254.0.0/16, fe80::/10: cloud metadata services) is refused unless allowed, and
+the connection goes to the very address that was checked, so a second DNS answer cannot
+swap it. No download writes more than ``max_bytes``, even when the server never ends the
+body.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import ipaddress
 import json
 import logging
+import os
+import socket
 import ssl
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from config.detector import ModelRepositorySettings
 from infra.backoff import Backoff
 from infra.durable import write_atomic
-from infra.logs import event
+from infra.logs import event, redact
 from infra.throttle import KB, Throttle
 
 log = logging.getLogger(__name__)
@@ -55,9 +66,63 @@ class _Retry(Exception):
 
 
 def safe_url(url: str) -> str:
-    """The URL without its query string and fragment (a SAS token lives there)."""
+    """The URL without its query string and fragment (a SAS token lives there) and without
+    a user:password before the host."""
     parts = urllib.parse.urlsplit(url)
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+@dataclass(frozen=True)
+class UrlPolicy:
+    """Where a model URL may point. ``file_root`` None: any file (local runs, where the
+    operator writes the twin file); else only files inside it (IoT Edge)."""
+
+    file_root: Path | None = None
+    allow_link_local: bool = False
+
+
+def _link_local(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])  # fe80::1%eth0 carries a scope
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_link_local
+
+
+def _file_path(url: str) -> Path:
+    return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+
+
+def check_url(url: str, policy: UrlPolicy) -> None:
+    """Raise DownloadError (not retried) for a URL the policy does not allow."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        if policy.file_root is not None:
+            path, root = os.path.realpath(_file_path(url)), os.path.realpath(policy.file_root)
+            if os.path.commonpath([path, root]) != root:
+                raise DownloadError(f"file:// URL {safe_url(url)} is outside "
+                                    f"{policy.file_root} (model_repository.file_url_dir): on "
+                                    "IoT Edge only files there may be read")
+        return
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DownloadError(f"URL {safe_url(url)} is not an http(s):// or file:// URL with a "
+                            "host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        raise DownloadError(f"URL {safe_url(url)} has an invalid port") from None
+    try:
+        literal = _link_local(parts.hostname)
+    except ValueError:
+        return  # a name: checked on every connection, against what it resolves to
+    if literal and not policy.allow_link_local:
+        raise _refused_link_local(url, parts.hostname)
+
+
+def _refused_link_local(url: str, address: str) -> DownloadError:
+    return DownloadError(f"URL {safe_url(url)} points to the link-local address {address} "
+                         "(cloud metadata services answer there); set "
+                         "model_repository.allow_link_local to allow it")
 
 
 @dataclass(frozen=True)
@@ -68,14 +133,21 @@ class DownloadOptions:
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
     chunk: int = CHUNK
+    max_bytes: int = 512 * 1024 * 1024
+    policy: UrlPolicy = field(default_factory=UrlPolicy)
 
     @classmethod
-    def from_settings(cls, settings: ModelRepositorySettings) -> DownloadOptions:
+    def from_settings(cls, settings: ModelRepositorySettings, *,
+                      edge: bool) -> DownloadOptions:
+        """``edge``: the twin comes from the cloud, so file:// URLs are confined."""
+        root = (settings.file_url_dir or settings.dir) if edge else None
         return cls(connect_timeout_s=settings.connect_timeout_s,
                    read_timeout_s=settings.read_timeout_s,
                    bandwidth_kbps=settings.bandwidth_kbps,
                    backoff_initial_s=settings.retry.initial_s,
-                   backoff_max_s=settings.retry.max_s)
+                   backoff_max_s=settings.retry.max_s,
+                   max_bytes=int(settings.max_package_mb * 1024 * 1024),
+                   policy=UrlPolicy(root, settings.allow_link_local))
 
     @property
     def block(self) -> int:
@@ -100,6 +172,7 @@ def download(url: str, folder: Path, *, version: str | None, options: DownloadOp
              cancelled: Cancelled, progress: Progress | None = None) -> Path:
     """Fetch ``url`` into ``folder``; returns the complete ``.part`` file (the caller
     verifies, unpacks and discards it)."""
+    check_url(url, options.policy)
     folder.mkdir(parents=True, exist_ok=True)
     part, meta_path = partial_paths(folder, url, version)
     meta = _read_meta(meta_path, url)
@@ -135,8 +208,7 @@ def _pause(seconds: float, cancelled: Cancelled) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text.replace("?", " ").split(" sig=")[0][:200]
+    return redact(str(exc) or type(exc).__name__)[:200]
 
 
 def _read_meta(path: Path, url: str) -> Meta | None:
@@ -149,25 +221,45 @@ def _read_meta(path: Path, url: str) -> Meta | None:
 
 def _content_range(value: str | None) -> tuple[int, int | None]:
     # "bytes 100-199/1000"
-    if not value or not value.startswith("bytes "):
-        raise _Retry(f"bad Content-Range {value!r}")
-    span, _, size = value[6:].partition("/")
-    start = int(span.split("-")[0])
-    return start, (int(size) if size.isdigit() else None)
+    span, _, size = (value or "").removeprefix("bytes ").partition("/")
+    start = span.split("-")[0]
+    if not (value or "").startswith("bytes ") or not start.isdigit():
+        raise _Retry(f"bad Content-Range {str(value)[:80]!r}")
+    return int(start), (int(size) if size.isdigit() else None)
+
+
+def _address(url: str, options: DownloadOptions) -> tuple[str, int]:
+    """The address to connect to: what the host resolves to, every answer checked."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = [str(info[4][0]) for info in answers]
+    refused = [a for a in addresses if _link_local(a)]
+    if refused and not options.policy.allow_link_local:
+        raise _refused_link_local(url, refused[0])
+    return addresses[0], port
 
 
 def _connect(url: str, options: DownloadOptions) -> http.client.HTTPConnection:
+    """A connection to the checked address; the Host header and TLS name stay the host's."""
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme == "https":
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            parts.hostname or "", parts.port, timeout=options.connect_timeout_s,
-            context=ssl.create_default_context())
-    else:
-        conn = http.client.HTTPConnection(parts.hostname or "", parts.port,
-                                          timeout=options.connect_timeout_s)
-    conn.connect()
-    assert conn.sock is not None
-    conn.sock.settimeout(options.read_timeout_s)
+    address, port = _address(url, options)
+    sock = socket.create_connection((address, port), timeout=options.connect_timeout_s)
+    try:
+        if parts.scheme == "https":
+            sock = ssl.create_default_context().wrap_socket(
+                sock, server_hostname=parts.hostname)
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname or "", port, timeout=options.connect_timeout_s)
+        else:
+            conn = http.client.HTTPConnection(parts.hostname or "", port,
+                                              timeout=options.connect_timeout_s)
+    except BaseException:
+        sock.close()
+        raise
+    sock.settimeout(options.read_timeout_s)
+    conn.sock = sock
     return conn
 
 
@@ -197,14 +289,21 @@ class _Transfer:
         self.meta.update(fields)
         write_atomic(self.meta_path, json.dumps(self.meta))
 
+    def _check_size(self, size: int | None) -> None:
+        if size is not None and size > self.options.max_bytes:
+            raise DownloadError(f"the package is over {self.options.max_bytes} bytes "
+                                f"(model_repository.max_package_mb): stopped at {size}")
+
     def _pump(self, read: Callable[[int], bytes], out: BinaryIO, have: int,
               total: int | None) -> int:
+        self._check_size(max(have, total or 0))
         while True:
             if self.cancelled():
                 raise DownloadCancelled()
-            block = read(self.options.block)
+            block = read(min(self.options.block, self.options.max_bytes + 1 - have))
             if not block:
                 return have
+            self._check_size(have + len(block))
             out.write(block)
             out.flush()
             have += len(block)
@@ -213,7 +312,7 @@ class _Transfer:
             _pause(self.throttle.reserve(len(block)), self.cancelled)
 
     def _fetch_file(self) -> None:
-        source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(self.url).path))
+        source = _file_path(self.url)
         if not source.is_file():
             raise DownloadError(f"no file at {source}")
         total = source.stat().st_size
@@ -263,8 +362,7 @@ class _Transfer:
                     raise _Retry(f"server resumed at {start}, not {have}")
                 mode = "ab"
             else:
-                length = response.getheader("Content-Length")
-                total = int(length) if length is not None else None
+                total = response.length  # the parsed Content-Length; None when absent
                 have, mode = 0, "wb"
             if self.meta.get("total") != total or (etag and self.meta.get("etag") != etag):
                 self._save_meta(total=total, etag=etag or self.meta.get("etag"))

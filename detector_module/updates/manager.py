@@ -8,6 +8,12 @@ switch without download (rollback); else download, verify, unpack, install, acti
 Every step shows in the reported property ``model`` (the module's status reporter asks
 :meth:`ModelManager.status`); activation also sends :class:`ModelActivated` to output
 ``model``. A failure leaves the old model serving with status ``failed``.
+
+The worker runs under ``runtime.workers``: an unexpected exception is reported as status
+``failed``, then raised to the supervisor (logged with its traceback, alerted, the worker
+restarted), so the next patch is still handled. The model's trial load is killed as soon as
+a newer patch arrives. On IoT Edge (any link but the local one) the twin comes from the
+cloud, so file:// URLs are confined to ``model_repository.file_url_dir``.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from config.detector import DesiredModel, DetectorSettings
+from contracts.identifiers import check_identifier
 from contracts.messages import ModelActivated
 from detector_module.package import PackageError, split_version
+from detector_module.trial import Cancelled, TrialCancelled
 from detector_module.updates.download import (
     DownloadCancelled,
     DownloadError,
@@ -44,9 +52,11 @@ log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 1.0
 MB = 1024 * 1024
+MAX_REASON = 500  # characters of a failure reason reported (IoT Hub's patch limit is 32 KB)
 
-# activate(path, name, version) -> info dict of the model now serving; raises on failure
-Activate = Callable[[Path, str, str], dict[str, Any]]
+# activate(path, name, version, cancelled) -> info dict of the model now serving; raises on
+# failure, TrialCancelled once cancelled() is true
+Activate = Callable[[Path, str, str, Cancelled], dict[str, Any]]
 Serving = Callable[[], tuple[str, str] | None]
 
 
@@ -69,7 +79,7 @@ class ModelManager:
         self._generation = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="model-updates", daemon=True)
+        self._thread: threading.Thread | None = None
         #: The reported ``model`` section; replaced whole on every change, never mutated.
         self.state: dict[str, Any] = {}
 
@@ -77,12 +87,12 @@ class ModelManager:
 
     def start(self) -> None:
         self.repository.ensure()
-        self._thread.start()
+        self._thread = self.runtime.workers.spawn("model-updates", self._run)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stopping.set()
         self._wake.set()
-        if self._thread.is_alive():
+        if self._thread is not None:
             self._thread.join(timeout)
 
     def status(self) -> dict[str, Any]:
@@ -106,18 +116,15 @@ class ModelManager:
 
     def _run(self) -> None:
         self._ready.wait()
-        while not self._stopping.is_set():
-            self._wake.wait()
-            if self._stopping.is_set():
-                return
+        while self._wake.wait() and not self._stopping.is_set():
             with self._lock:
                 self._wake.clear()
                 desired, generation = self._desired, self._generation
             try:
                 self._handle(desired, generation)
-            except Exception as exc:  # noqa: BLE001 - the worker must survive anything
-                event(log, logging.ERROR, "model.update_crashed", error=redact(str(exc)))
-                self._update(status="failed", error=f"internal error: {exc}")
+            except Exception as exc:
+                self._update(status="failed", error=redact(f"internal error: {exc}")[:MAX_REASON])
+                raise
 
     def _cancelled(self, generation: int) -> Callable[[], bool]:
         return lambda: self._stopping.is_set() or self._generation != generation
@@ -152,8 +159,10 @@ class ModelManager:
         self._fetch(desired, desired.url, version, generation)
 
     def _fail(self, version: str, reason: str, name: str | None = None) -> None:
-        event(log, logging.ERROR, "model.update_failed", version=version, error=redact(reason))
-        self._update(desiredVersion=version, status="failed", error=redact(reason),
+        """Report a refusal: the reason redacted and bounded (it may quote a package)."""
+        reason = redact(reason)[:MAX_REASON]
+        event(log, logging.ERROR, "model.update_failed", version=version, error=reason)
+        self._update(desiredVersion=version, status="failed", error=reason,
                      progress=None, **({"failedName": name} if name else {}))
 
     def _fetch(self, desired: DesiredModel, url: str, version: str, generation: int) -> None:
@@ -163,7 +172,8 @@ class ModelManager:
             self._fail(version, "the twin gives no checksum (content_md5 or sha256) and "
                        "model_repository.allow_unverified is false")
             return
-        part = self._download(url, version, generation, DownloadOptions.from_settings(settings))
+        options = DownloadOptions.from_settings(settings, edge=self.runtime.link.kind != "local")
+        part = self._download(url, version, generation, options)
         if part is None:
             return
         self._update(status="verifying")
@@ -250,7 +260,11 @@ class ModelManager:
         self._update(name=name, desiredVersion=version, status="loading", error=None,
                      progress=None)
         try:
-            info = self._activate(path, name, version)
+            info = self._activate(path, name, version, self._cancelled(generation))
+        except TrialCancelled:
+            if fresh:
+                self.repository.remove(name, version)
+            return
         except Exception as exc:  # noqa: BLE001 - any load failure keeps the old model
             if fresh:
                 self.repository.remove(name, version)
@@ -274,7 +288,7 @@ class ModelManager:
 
 def _name_hint(file_name: str | None, url: str) -> str:
     """A model name from the zip's file name (``graffiti-1.1.zip``) when its manifest has
-    none."""
+    none; BadIdentifier (a ValueError) when that is not an identifier."""
     base = file_name or PurePosixPath(urllib.parse.urlsplit(url).path).name
     stem = base[:-4] if base.lower().endswith(".zip") else base
-    return split_version(stem)[0] or "model"
+    return check_identifier(split_version(stem)[0] or "model", "model name from the file name")

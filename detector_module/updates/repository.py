@@ -4,6 +4,12 @@
 so a power cut leaves either the old or the new pointer. A version folder is renamed into place
 only once its files are on the disk, so the pointer never names a half-written model. Partial
 downloads live in ``.downloads/``, unpacking in ``.staging/``; both are ignored as versions.
+
+Names and versions are identifiers (:func:`contracts.identifiers.check_identifier`) before they
+become a path, and so is what is read back: an ``active.json`` naming ``../x`` or ``/etc`` (or
+holding no JSON at all) is reported once and read as "no active version", so the detector
+boots the bundled sample instead of failing; a folder whose name is not an identifier is not
+a version.
 """
 
 from __future__ import annotations
@@ -17,23 +23,25 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from contracts.identifiers import BadIdentifier, check_identifier
 from infra.durable import replace_durably, write_atomic
 from infra.logs import event
 
 log = logging.getLogger(__name__)
 
 ACTIVE = "active.json"
-_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
 
 def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.+-]", version))
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[._-]", version))
 
 
-def safe_part(value: str, what: str) -> str:
-    if not _SAFE.match(value) or value in (".", ".."):
-        raise ValueError(f"{what} {value!r} is not usable as a folder name")
-    return value
+def _is_identifier(value: str) -> bool:
+    try:
+        check_identifier(value, "folder")
+    except BadIdentifier:
+        return False
+    return True
 
 
 class ModelRepository:
@@ -50,33 +58,37 @@ class ModelRepository:
         shutil.rmtree(self.staging, ignore_errors=True)
 
     def path(self, name: str, version: str) -> Path:
-        return self.root / safe_part(name, "model name") / safe_part(version, "version")
+        """The folder of a version; BadIdentifier (a ValueError) unless both are identifiers."""
+        return (self.root / check_identifier(name, "model name")
+                / check_identifier(version, "model version"))
 
     def new_staging(self) -> Path:
         self.staging.mkdir(parents=True, exist_ok=True)
         return self.staging / uuid.uuid4().hex
 
     def versions(self, name: str) -> list[str]:
-        folder = self.root / name
-        if not folder.is_dir():
-            return []
-        return sorted((p.name for p in folder.iterdir() if p.is_dir()
-                       and not p.name.startswith(".")), key=_version_key)
+        return sorted(self._folders(self.root / check_identifier(name, "model name")),
+                      key=_version_key)
 
     def names(self) -> list[str]:
-        if not self.root.is_dir():
+        return sorted(self._folders(self.root))
+
+    @staticmethod
+    def _folders(folder: Path) -> list[str]:
+        """Sub-folders whose names are identifiers (hidden ones, .staging, are not)."""
+        if not folder.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir()
-                      and not p.name.startswith("."))
+        return [p.name for p in folder.iterdir() if p.is_dir() and _is_identifier(p.name)]
 
     def find(self, version: str, prefer: str | None = None) -> Path | None:
         """A kept folder of ``version``, preferring model name ``prefer``."""
+        check_identifier(version, "model version")
         names = self.names()
         if prefer in names:
             names.remove(prefer)
             names.insert(0, prefer)
         for name in names:
-            candidate = self.root / name / version
+            candidate = self.path(name, version)
             if candidate.is_dir():
                 return candidate
         return None
@@ -99,13 +111,20 @@ class ModelRepository:
         shutil.rmtree(self.path(name, version), ignore_errors=True)
 
     def active(self) -> tuple[str, str] | None:
-        """(name, version) the pointer names, if that folder still exists."""
+        """(name, version) the pointer names, if both are identifiers and that folder still
+        exists; a pointer that is unreadable or names no valid folder is logged and is
+        None."""
+        pointer = self.root / ACTIVE
         try:
-            data = json.loads((self.root / ACTIVE).read_text())
-            name, version = str(data["name"]), str(data["version"])
-        except (OSError, ValueError, KeyError, TypeError):
+            data = json.loads(pointer.read_text())
+            folder = self.path(data["name"], data["version"])
+        except FileNotFoundError:
             return None
-        return (name, version) if self.path(name, version).is_dir() else None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            event(log, logging.ERROR, "model.active_pointer_invalid", file=pointer,
+                  error=f"{type(exc).__name__}: {exc}"[:200], action="ignoring it")
+            return None
+        return (data["name"], data["version"]) if folder.is_dir() else None
 
     def set_active(self, name: str, version: str) -> None:
         write_atomic(self.root / ACTIVE, json.dumps({
@@ -120,7 +139,7 @@ class ModelRepository:
         for version in versions[:max(0, len(versions) - keep)]:
             if active == (name, version):
                 continue
-            shutil.rmtree(self.root / name / version, ignore_errors=True)
+            shutil.rmtree(self.path(name, version), ignore_errors=True)
             removed.append(version)
         if removed:
             event(log, logging.INFO, "model.pruned", model=name, versions=",".join(removed))

@@ -1,4 +1,8 @@
-"""Checksums of a downloaded package: ContentMD5 (base64 of the MD5 digest) and/or sha256."""
+"""Checksums of a downloaded package: ContentMD5 (base64 of the MD5 digest) and/or sha256.
+
+A mismatch says which checksum differs, never the digest of the file that was read: with a
+file:// URL from the twin that would tell the cloud the hash of any file on the device.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ def _md5_bytes(content_md5: str) -> bytes:
         with contextlib.suppress(ValueError):
             raw = bytes.fromhex(value)
     if len(raw) != 16:
-        raise VerifyError(f"content_md5 {value!r} is not a base64 (or hex) MD5 digest")
+        raise VerifyError(f"content_md5 {value[:40]!r} is not a base64 (or hex) MD5 digest")
     return raw
 
 
@@ -47,6 +51,8 @@ def verify(path: Path, *, content_md5: str | None, sha256: str | None,
                           "model_repository.allow_unverified is false")
     md5_b64, sha_hex = digests(path)
     if content_md5 and base64.b64decode(md5_b64) != _md5_bytes(content_md5):
-        raise VerifyError(f"MD5 mismatch: expected {content_md5.strip()}, got {md5_b64}")
+        raise VerifyError(f"MD5 mismatch: the file is not the one content_md5 "
+                          f"{content_md5.strip()[:40]!r} names")
     if sha256 and sha256.lower() != sha_hex:
-        raise VerifyError(f"sha256 mismatch: expected {sha256.lower()}, got {sha_hex}")
+        raise VerifyError(f"sha256 mismatch: the file is not the one sha256 {sha256.lower()!r} "
+                          "names")

@@ -1,8 +1,9 @@
-"""Shared fixtures for the detector tests: a package builder and a model loader."""
+"""Shared fixtures for the detector tests: a package builder, a model loader and running
+detectors."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,8 @@ from detector_module.backends import InferenceOptions
 from detector_module.detection import PostProcess
 from detector_module.engine import LoadedModel, load_model
 from detector_module.package import load_package
-from tests.detector.models import write_package
+from tests.detector.models import ROWS, sample_manifest, write_package, yolov8_model
+from tests.detector.running import Running
 
 Loader = Callable[..., LoadedModel]
 
@@ -33,3 +35,30 @@ def load(tmp_path: Path) -> Loader:
 def detect(model: LoadedModel, width: int, height: int, **params: object) -> list[Detection]:
     image = np.zeros((height, width, 3), np.uint8)
     return model.detect(image, PostProcess(**params))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_package(tmp_path_factory.mktemp("pkg") / "graffiti-sample-1.0.0.zip",
+                         yolov8_model(ROWS, 2), ["graffiti", "person"],
+                         sample_manifest(320, 320))
+
+
+@pytest.fixture
+def start(tmp_path: Path, package: Path) -> Iterator[Callable[..., Running]]:
+    started: list[Running] = []
+
+    def _start(model: Path | None = package, **twin: dict) -> Running:
+        running = Running(tmp_path, model, twin)
+        started.append(running)
+        return running
+    yield _start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def api(start: Callable[..., Running]) -> Running:
+    running = start()
+    assert running.service.wait_ready(10)
+    return running

@@ -18,6 +18,8 @@ _TYPES = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8,
           "int32": TensorProto.INT32, "int64": TensorProto.INT64}
 
 Input = tuple[str, str, list[int | str]]
+#: The rows of the API tests' model: on a 640x480 frame, a graffiti and a person detection.
+ROWS = [[160, 160, 64, 32, 0.9, 0.1], [100, 100, 20, 20, 0.2, 0.7]]
 
 
 def constant_model(inputs: list[Input], outputs: dict[str, np.ndarray],
@@ -92,3 +94,64 @@ def sample_manifest(width: int, height: int, resize: str = "letterbox") -> dict:
                       "value_range": [0, 1], "resize": resize, "pad_value": 114},
             "default_min_score": 0.4, "description": "test stand-in",
             "training": {"seed": 1, "images": 10, "epochs": 1, "command": "test"}}
+
+
+def _yolov8_graph(nodes: list, extra_inits: list, size: int, value: np.ndarray,
+                  final: str) -> bytes:
+    """A yolov8-layout model (input ``images`` 1x3xSxS, output ``output0``) whose output is
+    ``value`` plus 0 times ``final``, a scalar computed by ``nodes`` from ``x_mean`` (the
+    input's mean): so the misbehaving part really runs on every inference."""
+    head = [helper.make_node("ReduceMean", ["images"], ["x_mean"], keepdims=0)]
+    tail = [helper.make_node("Mul", [final, "zero"], ["tail_zero"]),
+            helper.make_node("Add", ["const", "tail_zero"], ["output0"])]
+    inits = [numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+             numpy_helper.from_array(value, "const"), *extra_inits]
+    graph = helper.make_graph(
+        head + nodes + tail, "misbehaving",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(value.shape))],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def endless_loop_model(size: int = 320) -> bytes:
+    """A yolov8-layout model whose graph holds a Loop that never ends (no trip count, the
+    condition stays true): its first inference never returns."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Add", ["v_in", "one"], ["v_out"])], "body",
+        [helper.make_tensor_value_info("iter", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [])],
+        [numpy_helper.from_array(np.array(1.0, np.float32), "one")])
+    loop = helper.make_node("Loop", ["", "forever", "x_mean"], ["looped"], body=body)
+    return _yolov8_graph([loop], [numpy_helper.from_array(np.array(True), "forever")], size,
+                         yolov8_output([[160, 160, 64, 32, 0.9, 0.1]], 2), "looped")
+
+
+def memory_hog_model(gigabytes: float, size: int = 320) -> bytes:
+    """A yolov8-layout model whose inference expands the input's mean into a float32 tensor
+    of about ``gigabytes`` GB (it depends on the input, so it cannot be folded away)."""
+    side = int((gigabytes * 1e9 / 4) ** 0.5)
+    shape = numpy_helper.from_array(np.array([side, side], np.int64), "hog_shape")
+    nodes = [helper.make_node("Expand", ["x_mean", "hog_shape"], ["hog"]),
+             helper.make_node("ReduceSum", ["hog"], ["hog_sum"], keepdims=0)]
+    return _yolov8_graph(nodes, [shape], size,
+                         yolov8_output([[160, 160, 64, 32, 0.9, 0.1]], 2), "hog_sum")
+
+
+def nan_model(size: int = 320) -> bytes:
+    """A yolov8-layout model whose scores are NaN (boxes fine): a broken export."""
+    rows = [[160, 160, 64, 32, float("nan"), float("nan")]]
+    return yolov8_model(rows, 2, (size, size))
+
+
+def dynamic_yolov8_model(rows: list[list[float]], classes: int) -> bytes:
+    """A yolov8-layout model whose input size is dynamic (the manifest must give it)."""
+    return constant_model([("images", "float32", [1, 3, "h", "w"])],
+                          {"output0": yolov8_output(rows, classes)})

@@ -9,106 +9,20 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from config.registry import module_spec
-from detector_module.service import DetectorService
-from edge_link.runtime import ModuleRuntime, RuntimeOptions
 from tests.detector.http import Reply, call, jpeg, multipart
-from tests.detector.models import sample_manifest, write_package, yolov8_model
+from tests.detector.running import Running, twin_text
 from tests.support.polling import wait_until
 
-# Two detections on a 640x480 frame (letterboxed to 320x240 + 40 px padding above).
-ROWS = [[160, 160, 64, 32, 0.9, 0.1], [100, 100, 20, 20, 0.2, 0.7]]
+# The graffiti detection of ROWS on a 640x480 frame (letterboxed to 320x240 + 40 px padding
+# above).
 GRAFFITI_BOX = [0.4, 208 / 480, 0.6, 272 / 480]
 
-
-
-def twin_text(**sections: dict) -> str:
-    return json.dumps(sections)  # JSON is YAML
-
-
-class Running:
-    """A detector module in-process, wired as ``module_main`` wires it: runtime with a local
-    twin file, the service attached and on a free port, the status reporter running."""
-
-    def __init__(self, root: Path, model: Path | None, twin: dict) -> None:
-        self.root = root
-        self.twin_file = root / "detector.yaml"
-        self.data_dir = root / "data"
-        self.twin: dict = {"inference": {"cache_dir": str(root / "ov_cache")}, **twin}
-        self.twin_file.write_text(twin_text(**self.twin))
-        self.runtime = ModuleRuntime(module_spec("detector"),
-                                     RuntimeOptions(self.twin_file, self.data_dir, 2),
-                                     environ={})
-        self.runtime.start()
-        self.service = DetectorService(self.runtime, model_path=model, port=0)
-        self.runtime.attach(self.service)
-        self.service.start()
-        self.runtime.reporter.start()
-        assert self.service.port is not None
-        self.port = self.service.port
-        self.stopped = False
-
-    def edit(self, section: str, **values: object) -> None:
-        self.twin[section] = {**self.twin.get(section, {}), **values}
-        self.twin_file.write_text(twin_text(**self.twin))
-
-    def post(self, path: str, body: bytes | None = None, content_type: str = "image/jpeg"
-             ) -> Reply:
-        return call(self.port, "POST", path, jpeg() if body is None else body, content_type)
-
-    def get(self, path: str) -> Reply:
-        return call(self.port, "GET", path)
-
-    def outputs(self) -> list[dict]:
-        path = self.data_dir / "outputs" / "detections.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines()]
-
-    def reported(self) -> dict:
-        """The reported properties once the status reporter has sent what changed (it
-        reports shortly after a change; the tests read the state, not that delay)."""
-        self.runtime.reporter.report_now()
-        return json.loads((self.data_dir / "reported.json").read_text())
-
-    def stop(self) -> None:
-        if not self.stopped:
-            self.stopped = True
-            self.service.stop()
-            self.runtime.stop()
-
-
-@pytest.fixture(scope="module")
-def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_package(tmp_path_factory.mktemp("pkg") / "graffiti-sample-1.0.0.zip",
-                         yolov8_model(ROWS, 2), ["graffiti", "person"],
-                         sample_manifest(320, 320))
-
-
-@pytest.fixture
-def start(tmp_path: Path, package: Path) -> Iterator[Callable[..., Running]]:
-    started: list[Running] = []
-
-    def _start(model: Path | None = package, **twin: dict) -> Running:
-        running = Running(tmp_path, model, twin)
-        started.append(running)
-        return running
-    yield _start
-    for running in started:
-        running.stop()
-
-
-@pytest.fixture
-def api(start: Callable[..., Running]) -> Running:
-    running = start()
-    assert running.service.wait_ready(10)
-    return running
 
 
 def test_score_contract(api: Running) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.detector.models import sample_manifest, yolov8_model
-from tests.detector.test_api import Running
+from tests.detector.running import Running
 from tests.detector.updates.server import PackageServer
 
 ROWS = [[160, 160, 64, 32, 0.9, 0.1]]

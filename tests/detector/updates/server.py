@@ -2,7 +2,8 @@
 
 Serves registered bytes under a path with ``Range``/``If-Range`` support and an ETag, logs
 every request's Range header, can cut the next N responses after a byte count (closing the
-socket mid-body), and can pace its output (bytes per second) to keep a download running.
+socket mid-body), can pace its output (bytes per second) to keep a download running, and can
+serve a body that never ends (no Content-Length, bytes until the client hangs up).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class PackageServer:
         self.rate: float | None = None  # bytes per second, None = as fast as possible
         self.slow_paths: set[str] | None = None  # rate applies only to these, if set
         self.sent_total = 0
+        self.endless: set[str] = set()  # paths whose body never ends
         self.port = free_port()
         server = self
 
@@ -36,6 +38,9 @@ class PackageServer:
             def do_GET(self) -> None:  # noqa: N802
                 path = self.path.split("?")[0]
                 server.requests.append((self.path, self.headers.get("Range")))
+                if path in server.endless:
+                    self._endless()
+                    return
                 data = server.files.get(path)
                 if data is None:
                     self.send_error(404)
@@ -82,6 +87,19 @@ class PackageServer:
                 if cut:
                     self.close_connection = True
                     self.connection.shutdown(2)
+
+            def _endless(self) -> None:
+                self.send_response(200)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                block = b"PK" + bytes(65534)
+                try:
+                    while True:
+                        self.wfile.write(block)
+                        server.sent_total += len(block)
+                except OSError:
+                    return
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.httpd.daemon_threads = True

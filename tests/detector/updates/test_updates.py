@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.detector.test_api import Running
+from tests.detector.running import Running
 from tests.detector.updates.conftest import md5_b64, package_bytes
 from tests.detector.updates.server import PackageServer
 from tests.support.polling import wait_until
