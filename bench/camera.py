@@ -127,7 +127,7 @@ def start_detector(folder: Path, kind: str) -> tuple[Process, str, str]:
         command = [
             sys.executable,
             "-m",
-            "tests.camera.fakes",
+            "local_run.fake_detector",
             "--port",
             str(port),
             "--on",
@@ -135,7 +135,7 @@ def start_detector(folder: Path, kind: str) -> tuple[Process, str, str]:
             "--off",
             "30",
         ]
-        kind = "fake detector (tests/camera/fakes.py, 10 s on / 30 s off)"
+        kind = "fake detector (local_run/fake_detector.py, 10 s on / 30 s off)"
     popen = subprocess.Popen(
         command, cwd=ROOT, stdout=log, stderr=log, env={**os.environ, "PYTHONPATH": str(ROOT)}
     )

@@ -153,7 +153,7 @@ def start_fake_detector(folder: Path, on: float, off: float) -> tuple[subprocess
     port = free_port()
     log = (folder / "detector.log").open("wb")
     popen = subprocess.Popen(
-        [sys.executable, "-m", "tests.camera.fakes", "--port", str(port), "--on", str(on),
+        [sys.executable, "-m", "local_run.fake_detector", "--port", str(port), "--on", str(on),
          "--off", str(off)], cwd=ROOT, stdout=log, stderr=log,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     wait_for_port(port, 60)

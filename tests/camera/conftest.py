@@ -20,7 +20,7 @@ from camera_module.service import CameraService
 from config.camera import CameraSettings
 from config.registry import CAMERA
 from edge_link.runtime import ModuleRuntime, RuntimeOptions
-from tests.camera.fakes import FakeDetector
+from local_run.fake_detector import FakeDetector
 
 
 @dataclass

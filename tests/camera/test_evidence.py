@@ -27,10 +27,10 @@ import pytest
 import yaml
 
 from contracts.clip import ClipSidecar
+from local_run.fake_detector import FakeDetector
 from local_run.rtsp_camera import RtspServer
 from tests.camera.clips import frame_index, read_clip, sidecars, small_frames
 from tests.camera.conftest import Camera, twin
-from tests.camera.fakes import FakeDetector
 from tests.support.polling import wait_until
 from tests.support.rtsp import write_marker_video
 

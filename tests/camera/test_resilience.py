@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from local_run.fake_detector import FakeDetector
 from local_run.rtsp_camera import RtspServer
 from tests.camera.clips import sidecars
 from tests.camera.conftest import Camera, twin
-from tests.camera.fakes import FakeDetector
 from tests.support.polling import wait_until
 from tests.support.rtsp import write_marker_video
 

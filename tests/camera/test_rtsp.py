@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from edge_link.local import invoke_local_method
+from local_run.fake_detector import FakeDetector
 from local_run.rtsp_camera import RtspServer
 from tests.camera.clips import iou, read_clip, sidecars
 from tests.camera.conftest import Camera, twin
-from tests.camera.fakes import FakeDetector
 from tests.support.polling import wait_until
 from tests.support.rtsp import LEFT_BOX, RIGHT_BOX, write_marker_video
 

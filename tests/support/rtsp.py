@@ -13,6 +13,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from local_run.fake_detector import red_mask
+
 MARKER_RGB = (230, 20, 30)
 Box = tuple[float, float, float, float]
 RIGHT_BOX: Box = (0.6, 0.3, 0.8, 0.6)
@@ -56,7 +58,4 @@ def marker_visible(image: np.ndarray) -> bool:
     return int(np.count_nonzero(red_mask(image))) > 200
 
 
-def red_mask(image: np.ndarray) -> np.ndarray:
-    r, g, b = (image[..., i].astype(np.int16) for i in range(3))
-    return (r > 170) & (g < 90) & (b < 90)
 

@@ -1,13 +1,12 @@
 """A stand-in for the detector's Web API that "detects" the marker colour of the test videos.
 
 It speaks the same routes and JSON as detector_module (GET /model, POST /score), so the
-camera's real HTTP client is exercised; it finds the red square of
-:func:`tests.support.rtsp.write_marker_video` and reports its box, which lets the RTSP tests
-check timing to the frame without a trained model. It can be stopped and started on the same
-port, and records the size of every image it was sent. ``mangle`` (if set) rewrites each
+camera's real HTTP client is exercised; it finds the red square of the tests' marker videos
+(``tests/support/rtsp.py``) and reports its box, which lets the RTSP tests check timing to the
+frame without a trained model. It can be stopped and started on the same port, and records the size of every image it was sent. ``mangle`` (if set) rewrites each
 ``/score`` answer before it goes out, for tests of a detector that answers nonsense.
 
-``python -m tests.camera.fakes --port N --on 10 --off 20`` runs it as its own process (for
+``python -m local_run.fake_detector --port N --on 10 --off 20`` runs it as its own process (for
 the benchmark, so its CPU is not the camera's) and, with ``--on/--off``, also reports a box
 during ``on`` seconds out of every ``on + off`` by its own clock, whatever the image shows.
 """
@@ -26,10 +25,15 @@ import cv2
 import numpy as np
 
 from local_run.processes import free_port
-from tests.support.rtsp import red_mask
 
 MODEL = {"name": "marker-finder", "version": "1.0.0", "format": "fake",
          "input": {"width": 320, "height": 320}, "labels": ["graffiti"]}
+
+
+def red_mask(image: np.ndarray) -> np.ndarray:
+    """Pixels of the test videos' marker: strongly red (RGB)."""
+    r, g, b = (image[..., i].astype(np.int16) for i in range(3))
+    return (r > 170) & (g < 90) & (b < 90)
 
 
 class FakeDetector:
