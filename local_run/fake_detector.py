@@ -1,10 +1,11 @@
 """A stand-in for the detector's Web API that "detects" the marker colour of the test videos.
 
-It speaks the same routes and JSON as detector_module (GET /model, POST /score), so the
-camera's real HTTP client is exercised; it finds the red square of the tests' marker videos
+It speaks the same routes and JSON as detector_module (GET /model, POST /score), so the camera's
+real HTTP client is exercised; it finds the red square of the tests' marker videos
 (``tests/support/rtsp.py``) and reports its box, which lets the RTSP tests check timing to the
-frame without a trained model. It can be stopped and started on the same port, and records the size of every image it was sent. ``mangle`` (if set) rewrites each
-``/score`` answer before it goes out, for tests of a detector that answers nonsense.
+frame without a trained model. It can be stopped and started on the same port, and records the
+size of every image it was sent. ``mangle`` (if set) rewrites each ``/score`` answer before it
+goes out, for tests of a detector that answers nonsense.
 
 ``python -m local_run.fake_detector --port N --on 10 --off 20`` runs it as its own process (for
 the benchmark, so its CPU is not the camera's) and, with ``--on/--off``, also reports a box
