@@ -18,6 +18,7 @@ from edge_link.factory import open_link
 from edge_link.iothub import IoTHubLink, hub_message_id
 from edge_link.runtime import ModuleRuntime, RuntimeOptions
 from tests.support.iothub import HubResponder
+from tests.support.mosquitto import Mosquitto, start_mosquitto
 from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
@@ -107,7 +108,7 @@ def test_offline_at_start_runs_on_last_good_then_applies_twin_after_reconnect(
 ) -> None:
     """A train that boots in a tunnel: no hub at start, then the hub comes and goes."""
     from local_run.processes import free_port
-    from tests.support.mosquitto import make_certificates, start_mosquitto
+    from tests.support.mosquitto import make_certificates
 
     certs = make_certificates(tmp_path / "certs")
     plain = free_port()
@@ -133,14 +134,7 @@ def test_offline_at_start_runs_on_last_good_then_applies_twin_after_reconnect(
         assert runtime.settings.trigger.cooldown_s == 45
         # The hub goes away; a desired change made meanwhile is picked up on reconnect,
         # because the module re-reads the full twin rather than waiting for a patch.
-        hub.stop()
-        broker.stop()
-        hub.desired = {"trigger": {"cooldown_s": 90}}
-        hub.version += 1
-        broker = start_mosquitto(tmp_path / "late", host="127.0.0.2", plain_port=plain,
-                                 certs=certs)
-        hub.__post_init__()
-        hub.start()
+        broker = _desired_changed_while_away(hub, broker, tmp_path / "late", plain, certs)
         hub.wait_for(lambda: runtime.settings.trigger.cooldown_s == 90, 90, "twin re-read")
     finally:
         runtime.stop()
@@ -205,7 +199,7 @@ def test_a_twin_changed_while_edgehub_lost_every_subscription_is_read_at_reconne
     never subscribes again on its own: the link makes a new client, so the twin, desired
     patches and direct methods all work again."""
     from local_run.processes import free_port
-    from tests.support.mosquitto import make_certificates, start_mosquitto
+    from tests.support.mosquitto import make_certificates
 
     certs = make_certificates(tmp_path / "certs")
     plain = free_port()
@@ -221,15 +215,8 @@ def test_a_twin_changed_while_edgehub_lost_every_subscription_is_read_at_reconne
     runtime.start()
     try:
         assert runtime.settings.trigger.cooldown_s == 45
-        hub.stop()
-        broker.stop()
-        hub.desired = {"trigger": {"cooldown_s": 90}}
-        hub.version += 1
         # A new persistence folder: the broker comes back knowing no session at all.
-        broker = start_mosquitto(tmp_path / "after", host="127.0.0.2", plain_port=plain,
-                                 certs=certs)
-        hub.__post_init__()
-        hub.start()
+        broker = _desired_changed_while_away(hub, broker, tmp_path / "after", plain, certs)
         hub.wait_for(lambda: runtime.settings.trigger.cooldown_s == 90, 90, "twin re-read")
         status, body = hub.invoke_method("ping", {"n": 2}, timeout_s=30)
         assert status == 200 and body["echo"] == {"n": 2}
@@ -249,7 +236,7 @@ def test_an_answer_lost_with_the_connection_does_not_stop_the_link_for_good(
     key removed meanwhile stays in force), nothing sent. Each SDK call has a deadline, so the
     twin changed meanwhile is read whole and messages flow again."""
     from local_run.processes import free_port
-    from tests.support.mosquitto import make_certificates, start_mosquitto
+    from tests.support.mosquitto import make_certificates
 
     certs = make_certificates(tmp_path / "certs")
     plain = free_port()
@@ -390,3 +377,17 @@ def test_message_ids_are_written_in_iot_hubs_charset_stably() -> None:
     long_id = "clip.uploaded/" + "e" * 120 + "/1"
     assert hub_message_id(long_id) == hub_message_id(long_id)
     assert len(hub_message_id(long_id) or "") == 64
+
+
+def _desired_changed_while_away(hub: HubResponder, broker: Mosquitto, folder: Path, plain: int,
+                                certs: tuple[Path, Path, Path]) -> Mosquitto:
+    """The hub and its broker go away; the desired cooldown becomes 90 meanwhile; they come
+    back (the broker keeping its sessions when ``folder`` is the one it had)."""
+    hub.stop()
+    broker.stop()
+    hub.desired = {"trigger": {"cooldown_s": 90}}
+    hub.version += 1
+    broker = start_mosquitto(folder, host="127.0.0.2", plain_port=plain, certs=certs)
+    hub.__post_init__()
+    hub.start()
+    return broker

@@ -36,16 +36,14 @@ import pytest
 
 from contracts.clip import ClipSidecar
 from local_run.demo_video import ensure_demo_video, load_truth
-from local_run.pipeline import Pipeline, PipelineSpec
-from local_run.processes import free_port
+from local_run.pipeline import Pipeline
 from local_run.sightings import seconds_since, sightings
-from tests.e2e.test_pipeline import at, seed_repository
+from tests.e2e.test_pipeline import POST_ROLL_S, PRE_ROLL_S, at, demo_spec, seed_repository
 from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-PRE_ROLL_S = POST_ROLL_S = 5.0
 LOST_BEFORE_KILL_S = 2.0  # the bound: what a kill may cost before it
 GOP_S = 2.0  # a restarted camera's first clip starts at the stream's next keyframe
 STEP_S = 0.1  # coverage is checked on this grid
@@ -138,13 +136,7 @@ def test_clips_survive_crashes_and_a_power_cut(tmp_path: Path) -> None:
     assert [round(s.first_s) for s in truth] == [1, 45], truth
     run = tmp_path / "run"
     seed_repository(run / "models", "1.1.0")
-    spec = PipelineSpec(
-        root=run, config_dir=ROOT / "config", video=video, start_delay_s=20.0,
-        azurite_port=free_port(), detector_port=free_port(), camera_port=free_port(),
-        overrides={"camera": {"recording": {"pre_roll_s": PRE_ROLL_S,
-                                            "post_roll_s": POST_ROLL_S}},
-                   "detector": {"inference": {"cache_dir": str(ROOT / "data" / "ov_cache")}}})
-    pipeline = Pipeline(spec)
+    pipeline = Pipeline(demo_spec(run, video))
     pipeline.start()
     try:
         assert wait_until(lambda: pipeline.reported("camera").get("detector", {})

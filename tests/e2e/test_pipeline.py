@@ -58,6 +58,17 @@ def seed_repository(root: Path, version: str) -> None:
     repo.set_active(package.name, package.version)
 
 
+def demo_spec(run: Path, video: Path) -> PipelineSpec:
+    """The demo video as a live camera after 20 s, every part on free ports, 5 s pre- and
+    post-roll, the OpenVINO cache shared between runs."""
+    return PipelineSpec(
+        root=run, config_dir=ROOT / "config", video=video, start_delay_s=20.0,
+        azurite_port=free_port(), detector_port=free_port(), camera_port=free_port(),
+        overrides={"camera": {"recording": {"pre_roll_s": PRE_ROLL_S,
+                                            "post_roll_s": POST_ROLL_S}},
+                   "detector": {"inference": {"cache_dir": str(ROOT / "data" / "ov_cache")}}})
+
+
 def at(pipeline: Pipeline, position_s: float) -> None:
     """Sleep until the camera shows ``position_s`` of the first pass."""
     assert pipeline.epoch is not None
@@ -88,13 +99,7 @@ def test_demo_video_through_the_pipeline_with_faults_loses_nothing(tmp_path: Pat
     run = tmp_path / "run"
     seed_repository(run / "models", OLD)
     new_zip = (MODELS_DIR / f"graffiti-sample-{NEW}.zip").read_bytes()
-    spec = PipelineSpec(
-        root=run, config_dir=ROOT / "config", video=video, start_delay_s=20.0,
-        azurite_port=free_port(), detector_port=free_port(), camera_port=free_port(),
-        overrides={"camera": {"recording": {"pre_roll_s": PRE_ROLL_S,
-                                            "post_roll_s": POST_ROLL_S}},
-                   "detector": {"inference": {"cache_dir": str(ROOT / "data" / "ov_cache")}}})
-    pipeline = Pipeline(spec)
+    pipeline = Pipeline(demo_spec(run, video))
     with PackageServer() as models:
         models.files["/graffiti-sample-1.1.0.zip"] = new_zip
         pipeline.start()
