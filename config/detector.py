@@ -141,7 +141,7 @@ class ModelRepositorySettings(Section):
     read_timeout_s: float = setting(30.0, "Download read timeout.", unit="s", gt=0, le=600)
     bandwidth_kbps: float = setting(0.0, "Download cap (1 kB = 1000 bytes) so the model does "
                                     "not starve the camera uplink; 0 is uncapped.", unit="kB/s",
-                                    ge=0)
+                                    ge=0, le=1_000_000)
     retry: BackoffSettings = section(BackoffSettings, "Pacing of download retries.")
     max_package_mb: float = setting(512.0, "Largest package, downloaded or unpacked; a "
                                     "download stops there even when the server never ends "

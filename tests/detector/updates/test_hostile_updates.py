@@ -201,3 +201,18 @@ def test_an_unexpected_error_in_the_update_worker_is_supervised(
     det.edit("model", version="2.0.1", url=server.add("/n.zip", data),
              content_md5=md5_b64(data))
     wait_status(det, "active", "2.0.1")
+
+
+@pytest.mark.parametrize(("section", "field", "value"), [
+    ("model_repository", "bandwidth_kbps", float("inf")),
+    ("model_repository", "max_package_mb", 1e308),
+    ("inference", "load_timeout_s", float("inf")),
+])
+def test_numbers_without_end_are_refused_where_a_bound_exists(section: str, field: str,
+                                                              value: float) -> None:
+    from pydantic import ValidationError
+
+    from config.detector import DetectorSettings
+
+    with pytest.raises(ValidationError, match=field):
+        DetectorSettings.model_validate({section: {field: value}})
