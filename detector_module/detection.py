@@ -20,7 +20,7 @@ from contracts.detection import Detection
 MAX_CANDIDATES = 2000
 #: How far above 1 a score may come out of a model and still count as 1. A sigmoid computed
 #: in float16 or bfloat16 (OpenVINO's precision hints) can round a sure score up by a step of
-#: 2**-7; a score further off is a broken model, which the Detection contract refuses.
+#: 2**-7; a row with a score further off is dropped (no probability is that large).
 SCORE_SLACK = 0.01
 
 
@@ -104,7 +104,10 @@ def postprocess(candidates: Candidates, labels: Sequence[str],
     names no class and is dropped, and so is a row with a NaN or infinite score or box (a
     model refused at load for such outputs can still produce one on some image)."""
     finite = np.isfinite(candidates.scores) & np.isfinite(candidates.boxes).all(axis=1)
-    c = candidates.keep(finite & (candidates.scores >= params.floor)
+    # A score no probability can be (a model that passed its sanity image but misbehaves on
+    # this one) is dropped with its row: the request is answered, never a 500.
+    possible = finite & (candidates.scores <= 1.0 + SCORE_SLACK)
+    c = candidates.keep(possible & (candidates.scores >= params.floor)
                         & (candidates.class_ids >= 0))
     if not len(c.scores):
         return []

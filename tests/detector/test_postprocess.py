@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from contracts.detection import Detection
 from detector_module.detection import Candidates, PostProcess, postprocess
 from detector_module.imaging import (
     ImageError,
@@ -131,6 +132,10 @@ def test_scores_a_hair_over_one_count_as_one_and_broken_ones_are_refused() -> No
     # A float16 rounding step over 1 is a sure score; class -1 (SSD background) is no class.
     assert [(d.label, d.score) for d in postprocess(rows, LABELS, PostProcess())] == [
         ("graffiti", 1.0)]
-    broken = candidates([(0.1, 0.1, 0.3, 0.3, 1.5, 0)])
+    # A score no probability can be is not passed on (the contract would refuse it, and the
+    # request must still be answered): its row goes, the others stay.
+    broken = candidates([(0.1, 0.1, 0.3, 0.3, 1.5, 0), (0.5, 0.5, 0.7, 0.7, 0.8, 0)])
+    assert [d.score for d in postprocess(broken, LABELS, PostProcess())] == [
+        pytest.approx(0.8)]
     with pytest.raises(ValidationError, match="less than or equal to 1"):
-        postprocess(broken, LABELS, PostProcess())
+        Detection("graffiti", 0, 1.5, (0.1, 0.1, 0.3, 0.3))
