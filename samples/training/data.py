@@ -15,13 +15,53 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from samples.inference import letterbox
 from samples.world.scene import still
 
 log = logging.getLogger(__name__)
 
 RENDER_WIDTH, RENDER_HEIGHT = 640, 360
 INTERPOLATIONS = (cv2.INTER_AREA, cv2.INTER_LINEAR)
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How input-pixel coordinates map back to the original image."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+
+
+def letterbox(
+    image: np.ndarray,
+    width: int,
+    height: int,
+    pad_value: int = 114,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping the aspect ratio and pad evenly on both sides (Ultralytics convention).
+
+    The detector module's own letterbox (``detector_module.imaging.prepare``) is what the
+    product runs; this one only adds a choice of interpolation for augmentation, and a test
+    holds the two to the same pixels, so training cannot drift from inference.
+    """
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    new_w, new_h = int(round(w * scale)), int(round(h * scale))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    pad_x, pad_y = (width - new_w) / 2, (height - new_h) / 2
+    top, left = int(round(pad_y - 0.1)), int(round(pad_x - 0.1))
+    out = cv2.copyMakeBorder(
+        resized,
+        top,
+        height - new_h - top,
+        left,
+        width - new_w - left,
+        cv2.BORDER_CONSTANT,
+        value=(pad_value, pad_value, pad_value),
+    )
+    return out, Letterbox(scale, scale, float(left), float(top))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from samples.inference import nms
+from detector_module.detection import nms
 from samples.metrics import match_counts
 from samples.package import InputSpec, Manifest, TrainingInfo, package_path, write_package
 from samples.training import data
@@ -221,7 +221,7 @@ def pick_threshold(model: TinyDetector, recipe: Recipe, work_dir: Path) -> float
         for j, gt in enumerate(boxes[start : start + 32]):
             keep = scores[j] >= grid[0]
             b, s = pred_boxes[j].numpy()[keep], scores[j][keep]
-            kept = nms(b, s, 0.5)
+            kept = nms(b, s, 0.5, len(s))
             b, s = b[kept], s[kept]
             for g, threshold in enumerate(grid):
                 t, f = match_counts(b[s >= threshold], gt, 0.5)

@@ -45,9 +45,13 @@ class Truth:
     frames: list[list[Annotation]] = field(default_factory=list)
     kinds: dict[int, str] = field(default_factory=dict)
     segments: list[dict[str, object]] = field(default_factory=list)
+    # Paint in the frame that the 25 % rule leaves unlabelled (a tag entering or leaving the
+    # view), per frame: the evaluation neither rewards nor punishes a detection of it.
+    unlabelled: list[list[Annotation]] = field(default_factory=list)
 
-    def record(self, objects: list[Annotation]) -> None:
+    def record(self, objects: list[Annotation], unlabelled: list[Annotation] | None = None) -> None:
         self.frames.append(objects)
+        self.unlabelled.append(unlabelled or [])
         for obj in objects:
             self.kinds.setdefault(obj.appearance, obj.kind)
 
@@ -176,13 +180,9 @@ def moving_train(
     blur = int(np.clip(abs(step) * 0.5, 1, 9))
     for i in range(count):
         origin_x = int(round(start + step * i))
-        objects = [
-            a
-            for m in marks
-            if (a := annotate(m, origin_x, origin_y, width, height)) is not None
-            and a.visible >= MIN_VISIBLE
-        ]
-        truth.record(objects)
+        seen = [a for m in marks if (a := annotate(m, origin_x, origin_y, width, height))]
+        truth.record([a for a in seen if a.visible >= MIN_VISIBLE],
+                     [a for a in seen if a.visible < MIN_VISIBLE])
         shot = replace(setup.light(light, i / fps * SEGMENT_SECONDS / seconds), blur=blur)
         scene = frame(bg, rgb, strip, origin_x, origin_y)
         yield lighting.apply(scene, shot, noise[i % NOISE_FIELDS])
