@@ -26,7 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"contracts", "infra"},
     "edge_link": {"config", "contracts", "infra"},
     **{module: set(SHARED) for module in MODULES},
-    "samples": {"contracts", "infra"},
+    # The sample tools score models through the product's own detector and trigger.
+    "samples": {"config", "contracts", "infra", "camera_module", "detector_module"},
     "local_run": {"config", "contracts", "infra", "samples"},
     "viewer": {"config", "contracts", "infra", "samples", "local_run"},
     "cli": SHARED | MODULES | {"samples", "local_run", "viewer"},

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import onnx
 import torch
+from onnx import numpy_helper
 from torch import nn
 
 from samples.training.model import TinyDetector, decode
@@ -63,3 +64,61 @@ def max_difference(model: TinyDetector, data: bytes, width: int, height: int) ->
     with torch.no_grad():
         want = YoloV8Head(model).eval()(torch.from_numpy(x)).numpy()
     return float(np.abs(got - want).max())
+
+
+def _module_path(node_name: str) -> str:
+    """``/model/c3/c3.1/body/body.0/body.0.0/Conv`` to ``c3.1.body.0.0``: each scope names
+    a child by its parent's scope plus the child's attribute."""
+    path, scope = "", ""
+    for part in node_name.strip("/").split("/")[1:-1]:
+        if scope and part.startswith(scope + "."):
+            path += part[len(scope):]
+        else:
+            path = f"{path}.{part}" if path else part
+        scope = part
+    return path
+
+
+@torch.no_grad()
+def from_onnx(data: bytes, classes: int = 1) -> TinyDetector:
+    """The model of a shipped package, read back from its ONNX graph for fine-tuning.
+
+    The export folds each BatchNorm into the convolution before it, so every convolution's
+    weight and bias are copied by the module path in the node name, and each BatchNorm is
+    set to pass values through unchanged (scale 1, shift 0, running mean 0, running variance
+    ``1 - eps``). That BatchNorm holds no statistics any more: fine-tuning must keep it in
+    eval mode (:func:`freeze_batchnorm`).
+    """
+    model = TinyDetector(classes).eval()
+    modules = dict(model.named_modules())
+    graph = onnx.load_from_string(data).graph
+    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    torch_convs = [name for name, m in modules.items() if isinstance(m, nn.Conv2d)]
+    if len(convs) != len(torch_convs):
+        raise ValueError(f"the ONNX graph has {len(convs)} convolutions, the model "
+                         f"{len(torch_convs)}: not this architecture")
+    for node in convs:
+        path = _module_path(node.name)
+        conv = modules[path]
+        assert isinstance(conv, nn.Conv2d), path
+        conv.weight.copy_(torch.from_numpy(weights[node.input[1]].copy()))
+        bias = torch.from_numpy(weights[node.input[2]].copy())
+        parent, _, index = path.rpartition(".")
+        follower = modules.get(f"{parent}.{int(index) + 1}")
+        if isinstance(follower, nn.BatchNorm2d):
+            follower.weight.fill_(1.0)
+            follower.bias.copy_(bias)
+            follower.running_mean.zero_()
+            follower.running_var.fill_(1.0 - follower.eps)
+        else:
+            assert conv.bias is not None, path
+            conv.bias.copy_(bias)
+    return model
+
+
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Keep every BatchNorm on its stored statistics while the rest of ``model`` trains."""
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eval()

@@ -16,11 +16,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from samples.inference import nms
+from detector_module.detection import nms
 from samples.metrics import match_counts
-from samples.package import InputSpec, Manifest, TrainingInfo, package_path, write_package
+from samples.package import (
+    InputSpec,
+    Manifest,
+    TrainingInfo,
+    package_path,
+    read_package,
+    write_package,
+)
+from samples.seeds import VALIDATION_FIRST_SEED, training_stills, training_videos
 from samples.training import data
-from samples.training.export import max_difference, to_onnx
+from samples.training.export import freeze_batchnorm, from_onnx, max_difference, to_onnx
 from samples.training.loss import detection_loss
 from samples.training.model import TinyDetector, anchors, count_parameters, decode
 
@@ -28,7 +36,7 @@ log = logging.getLogger(__name__)
 
 NAME = "graffiti-sample"
 LABELS = ["graffiti"]
-VALIDATION_FIRST_SEED = 800_000_000
+SHIPPED = Path(__file__).resolve().parents[1] / "models"
 VALIDATION_IMAGES = 300
 COMMAND = "python -m samples train --version {version}"
 
@@ -46,10 +54,16 @@ class Recipe:
     lr: float
     init_from: str | None
     description: str
+    # A shipped package to start from instead of a checkpoint: its weights are read back
+    # from its ONNX (BatchNorm folded, so BatchNorm stays frozen while fine-tuning).
+    init_package: str | None = None
+    # Video seeds whose four scenarios add every ``video_every``-th frame to the stills.
+    video_seeds: int = 0
+    video_every: int = 10
 
     @property
     def first_data_seed(self) -> int:
-        return self.seed * 1_000_000
+        return training_stills(self.seed, self.images).start
 
 
 RECIPES: dict[str, Recipe] = {
@@ -128,9 +142,8 @@ def checkpoint_path(work_dir: Path, version: str) -> Path:
     return work_dir / f"{NAME}-{version}.pt"
 
 
-def fit(recipe: Recipe, work_dir: Path, batch_size: int = 32) -> TinyDetector:
-    """Train ``recipe`` and return the EMA model (also saved as a checkpoint in work_dir)."""
-    torch.manual_seed(recipe.seed)
+def training_data(recipe: Recipe, work_dir: Path) -> data.Dataset:
+    """The recipe's stills, then its video frames (if any)."""
     images, boxes = data.build(
         recipe.first_data_seed,
         recipe.images,
@@ -138,15 +151,37 @@ def fit(recipe: Recipe, work_dir: Path, batch_size: int = 32) -> TinyDetector:
         recipe.height,
         cache_dir=work_dir / "cache",
     )
+    if not recipe.video_seeds:
+        return images, boxes
+    videos = training_videos(recipe.seed, recipe.video_seeds)
+    frames, frame_boxes = data.build_video(videos.start, len(videos), recipe.width,
+                                           recipe.height, recipe.video_every,
+                                           cache_dir=work_dir / "cache")
+    return np.concatenate([images, frames]), boxes + frame_boxes
+
+
+def initial_model(recipe: Recipe, work_dir: Path) -> TinyDetector:
+    """Fresh weights, a checkpoint of an earlier recipe, or a shipped package's weights."""
+    if recipe.init_package:
+        _, onnx_bytes, _ = read_package(package_path(SHIPPED, NAME, recipe.init_package))
+        return from_onnx(onnx_bytes, len(LABELS))
     model = TinyDetector(len(LABELS))
     if recipe.init_from:
         state = torch.load(checkpoint_path(work_dir, recipe.init_from), weights_only=True)
         model.load_state_dict(state)
+    return model
+
+
+def fit(recipe: Recipe, work_dir: Path, batch_size: int = 32) -> TinyDetector:
+    """Train ``recipe`` and return the EMA model (also saved as a checkpoint in work_dir)."""
+    torch.manual_seed(recipe.seed)
+    images, boxes = training_data(recipe, work_dir)
+    model = initial_model(recipe, work_dir)
     log.info(
         "event=train_start version=%s params=%d images=%d epochs=%d size=%dx%d",
         recipe.version,
         count_parameters(model),
-        recipe.images,
+        len(images),
         recipe.epochs,
         recipe.width,
         recipe.height,
@@ -166,6 +201,8 @@ def fit(recipe: Recipe, work_dir: Path, batch_size: int = 32) -> TinyDetector:
     step = 0
     for epoch in range(recipe.epochs):
         model.train()
+        if recipe.init_package:
+            freeze_batchnorm(model)
         order = torch.randperm(len(images), generator=gen)
         for k in range(steps_per_epoch):
             idx = order[k * batch_size : (k + 1) * batch_size]
@@ -221,7 +258,7 @@ def pick_threshold(model: TinyDetector, recipe: Recipe, work_dir: Path) -> float
         for j, gt in enumerate(boxes[start : start + 32]):
             keep = scores[j] >= grid[0]
             b, s = pred_boxes[j].numpy()[keep], scores[j][keep]
-            kept = nms(b, s, 0.5)
+            kept = nms(b, s, 0.5, len(s))
             b, s = b[kept], s[kept]
             for g, threshold in enumerate(grid):
                 t, f = match_counts(b[s >= threshold], gt, 0.5)
@@ -239,6 +276,18 @@ def pick_threshold(model: TinyDetector, recipe: Recipe, work_dir: Path) -> float
         recall[best],
     )
     return float(grid[best])
+
+
+def _extra_training_facts(recipe: Recipe) -> dict[str, object]:
+    """Manifest facts only recipes that use them carry (older manifests stay as shipped)."""
+    facts: dict[str, object] = {}
+    if recipe.init_package:
+        facts["init_package"] = f"{NAME}-{recipe.init_package}"
+    if recipe.video_seeds:
+        videos = training_videos(recipe.seed, recipe.video_seeds)
+        facts["video_seeds"] = [videos.start, videos.stop - 1]
+        facts["video_every"] = recipe.video_every
+    return facts
 
 
 def train(version: str, out_dir: Path, work_dir: Path) -> Path:
@@ -270,6 +319,7 @@ def train(version: str, out_dir: Path, work_dir: Path) -> Path:
             command=COMMAND.format(version=version),
             init_from=recipe.init_from,
             parameters=count_parameters(model),
+            **_extra_training_facts(recipe),
         ),
     )
     path = write_package(package_path(out_dir, NAME, version), manifest, onnx_bytes, LABELS)

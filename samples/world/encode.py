@@ -7,7 +7,7 @@ fixed keyframe interval, faststart) exactly as a camera clip would be stored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import av
@@ -58,9 +58,16 @@ def write_mp4(
     return count
 
 
-def read_frames(path: Path, every: int = 1) -> Iterable[tuple[int, np.ndarray]]:
-    """Decode ``path`` to (index, RGB uint8) pairs, keeping every ``every``-th frame."""
+def decoded_frames(path: Path, every: int = 1) -> Iterator[tuple[int, av.VideoFrame]]:
+    """Decode ``path`` to (index, decoded frame) pairs, keeping every ``every``-th frame: the
+    frames a camera module sampling the stream would see."""
     with av.open(str(path)) as container:
         for index, frame in enumerate(container.decode(video=0)):
             if index % every == 0:
-                yield index, frame.to_ndarray(format="rgb24")
+                yield index, frame
+
+
+def read_frames(path: Path, every: int = 1) -> Iterable[tuple[int, np.ndarray]]:
+    """Decode ``path`` to (index, RGB uint8) pairs, keeping every ``every``-th frame."""
+    for index, frame in decoded_frames(path, every):
+        yield index, frame.to_ndarray(format="rgb24")

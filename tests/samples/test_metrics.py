@@ -1,11 +1,13 @@
-"""Metrics and the small decode/NMS used by the sample tools."""
+"""Metrics of the sample tools, and the training letterbox against the detector's."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from samples.inference import Letterbox, decode, letterbox, nms
+from detector_module.imaging import InputSpec, prepare
 from samples.metrics import average_precision, match_counts
+from samples.training.data import letterbox
 
 GT = [np.array([[10, 10, 50, 50], [100, 100, 150, 140]], float)]
 
@@ -27,30 +29,23 @@ def test_match_counts_uses_each_truth_once() -> None:
     assert match_counts(pred, GT[0], 0.5) == (1, 1)
 
 
-def test_nms_keeps_best_of_overlapping() -> None:
-    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]], float)
-    assert nms(boxes, np.array([0.5, 0.9, 0.3]), 0.5) == [1, 2]
-
-
-def test_letterbox_pads_evenly_and_decode_maps_back() -> None:
+def test_letterbox_pads_evenly() -> None:
     image = np.zeros((720, 1280, 3), np.uint8)
     boxed, geo = letterbox(image, 384, 224)
     assert boxed.shape == (224, 384, 3)
     assert (geo.pad_x, geo.pad_y) == (0.0, 4.0)
     assert boxed[0, 0, 0] == 114 and boxed[100, 100, 0] == 0
-    # one candidate box centred at (192, 112) of 96 x 54 input pixels, score 0.8
-    out = np.zeros((1, 5, 2), np.float32)
-    out[0, :, 0] = [192, 112, 96, 54, 0.8]
-    out[0, :, 1] = [10, 10, 4, 4, 0.1]
-    dets = decode(out, ["graffiti"], geo, 1280, 720, 0.5)
-    assert len(dets) == 1 and dets[0].label == "graffiti"
-    assert np.allclose(
-        dets[0].box, [0.375, (85 - 4) / 0.3 / 720, 0.625, (139 - 4) / 0.3 / 720], atol=1e-4
-    )
 
 
-def test_decode_stretch_geometry() -> None:
-    out = np.zeros((1, 5, 1), np.float32)
-    out[0, :, 0] = [160, 90, 32, 18, 0.9]
-    dets = decode(out, ["graffiti"], Letterbox(0.25, 0.25, 0, 0), 1280, 720, 0.5)
-    assert np.allclose(dets[0].box, [0.45, 0.45, 0.55, 0.55], atol=1e-6)
+@pytest.mark.parametrize(("size", "model"), [((1280, 720), (384, 224)), ((640, 360), (512, 288)),
+                                             ((640, 360), (384, 224))])
+def test_training_letterbox_is_the_detectors(size: tuple[int, int],
+                                             model: tuple[int, int]) -> None:
+    """Training sees the very pixels and geometry the detector module feeds the model."""
+    image = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    boxed, geo = letterbox(image, *model)
+    tensor, geometry = prepare(image, InputSpec(width=model[0], height=model[1]))
+    pixels = np.rint(tensor[0].transpose(1, 2, 0) * 255.0).astype(np.uint8)
+    assert np.array_equal(pixels, boxed)
+    assert (geometry.pad_x, geometry.pad_y) == (geo.pad_x, geo.pad_y)
+    assert np.isclose(geometry.scale_x, geo.scale_x) and np.isclose(geometry.scale_y, geo.scale_y)

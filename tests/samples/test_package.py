@@ -11,9 +11,17 @@ import onnx
 import pytest
 from pydantic import ValidationError
 
-from samples.inference import Detector
 from samples.metrics import iou_matrix
 from samples.package import Manifest, read_package
+from samples.product import ProductDetector
+from samples.seeds import (
+    HELD_OUT,
+    MAX_RECIPE_SEED,
+    TEST_FIRST_SEED,
+    TRAINING_BLOCK,
+    VALIDATION_FIRST_SEED,
+    training_videos,
+)
 from samples.world.scene import still
 
 MODELS = Path(__file__).resolve().parents[2] / "samples" / "models"
@@ -21,14 +29,14 @@ PACKAGES = sorted(MODELS.glob("graffiti-sample-*.zip"))
 # Test scenes start at 950 000 000: never used for training (< 10**8), threshold
 # validation (800 000 000+) or evaluation (900 000 000+). The first seeds are used as they
 # come, not picked.
-TAGGED_SEEDS = range(950_000_000, 950_000_004)
-CLEAN_SEEDS = range(950_001_000, 950_001_004)
+TAGGED_SEEDS = range(TEST_FIRST_SEED, TEST_FIRST_SEED + 4)
+CLEAN_SEEDS = range(TEST_FIRST_SEED + 1000, TEST_FIRST_SEED + 1004)
 W, H = 1280, 720
 
 
 @pytest.fixture(scope="module", params=PACKAGES, ids=[p.name for p in PACKAGES])
-def detector(request: pytest.FixtureRequest) -> Detector:
-    return Detector(request.param)
+def detector(request: pytest.FixtureRequest) -> ProductDetector:
+    return ProductDetector(request.param, threads=2)
 
 
 def test_two_versions_are_shipped_and_small() -> None:
@@ -60,21 +68,29 @@ def test_manifest_rejects_bad_values() -> None:
             Manifest.model_validate({**manifest, key: value})
 
 
-def test_openvino_provider_is_used(detector: Detector) -> None:
+def test_openvino_provider_is_used(detector: ProductDetector) -> None:
     assert "OpenVINOExecutionProvider" in detector.providers
 
 
 @pytest.mark.parametrize("seed", TAGGED_SEEDS)
-def test_detects_graffiti_on_held_out_image(detector: Detector, seed: int) -> None:
+def test_detects_graffiti_on_held_out_image(detector: ProductDetector, seed: int) -> None:
     shot = still(seed, W, H, graffiti_count=1)
     assert len(shot.objects) == 1
-    dets = detector.detect(shot.image)
-    assert dets, "no detection"
-    boxes = np.array([d.box for d in dets]) * [W, H, W, H]
+    found = detector.still(shot.image).above(detector.default_min_score)
+    assert len(found.scores), "no detection"
+    boxes = found.boxes * [W, H, W, H]
     assert iou_matrix(boxes, np.array([shot.objects[0].box])).max() >= 0.5
 
 
 @pytest.mark.parametrize("seed", CLEAN_SEEDS)
-def test_nothing_on_distractor_only_image(detector: Detector, seed: int) -> None:
+def test_nothing_on_distractor_only_image(detector: ProductDetector, seed: int) -> None:
     shot = still(seed, W, H, graffiti_count=0)
-    assert detector.detect(shot.image) == []
+    assert len(detector.still(shot.image).above(detector.default_min_score).scores) == 0
+
+
+def test_seed_ranges_never_overlap() -> None:
+    """Training blocks end below validation, validation below the held-out range, and the
+    held-out range below the test scenes."""
+    assert training_videos(MAX_RECIPE_SEED, 1).stop <= (MAX_RECIPE_SEED + 1) * TRAINING_BLOCK
+    assert (MAX_RECIPE_SEED + 1) * TRAINING_BLOCK <= VALIDATION_FIRST_SEED < HELD_OUT.start
+    assert HELD_OUT.stop <= TEST_FIRST_SEED

@@ -36,8 +36,8 @@ def test_parser_defaults() -> None:
 def test_run_time_modules_do_not_import_torch() -> None:
     """Only ``train`` may pull in torch; everything the product or a demo runs must not."""
     code = (
-        "import sys, samples.cli, samples.inference, samples.evaluate, samples.dataset, "
-        "samples.world.video; sys.exit('torch' in sys.modules)"
+        "import sys, samples.cli, samples.product, samples.evaluate, samples.scoring, "
+        "samples.report, samples.dataset, samples.world.video; sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 

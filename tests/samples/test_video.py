@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from samples.cli import main
 from samples.world.encode import read_frames
+from samples.world.video import generate
 
 FPS = 10
 
@@ -17,7 +19,6 @@ FPS = 10
 @pytest.fixture(scope="module")
 def spraying(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     from samples.world.encode import write_mp4
-    from samples.world.video import generate
 
     out = tmp_path_factory.mktemp("video") / "spraying.mp4"
     frames, truth = generate("spraying", 3, 320, 180, FPS, seconds=6.0)
@@ -94,3 +95,16 @@ def test_clean_scenario_has_no_graffiti(tmp_path: Path) -> None:
     assert truth["appearances"] == []
     assert truth["frame_count"] == 75
     assert all(f["objects"] == [] for f in truth["frames"])
+
+
+@pytest.mark.parametrize("scenario", ["spraying", "passing"])
+def test_rendering_every_nth_frame_gives_those_frames_and_all_the_truth(scenario: str) -> None:
+    """Training renders a few frames per video: they must be the very frames of the full
+    video, and the truth must still cover every frame (labelled and unlabelled paint)."""
+    frames, truth = generate(scenario, 5, 160, 90, FPS, seconds=4.0)
+    full = list(frames)
+    some, sparse = generate(scenario, 5, 160, 90, FPS, seconds=4.0, every=7)
+    picked = list(some)
+    assert len(picked) == len(full[::7])
+    assert all(np.array_equal(a, b) for a, b in zip(full[::7], picked, strict=True))
+    assert (sparse.frames, sparse.unlabelled) == (truth.frames, truth.unlabelled)
