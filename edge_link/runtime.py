@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,6 +81,27 @@ class ModuleService(Generic[S]):
 
     def stop(self) -> None:
         """Finish or hand over what is under way, quickly."""
+
+
+class StopSignal:
+    """Notes SIGTERM or SIGINT in a plain attribute, taking no lock.
+
+    Python runs a signal handler in the main thread between two of its bytecodes, possibly
+    while that thread holds the lock inside ``Event.wait``; a handler calling ``Event.set``
+    would then wait on that lock for ever, and the module would hang until SIGKILLed."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    @classmethod
+    def install(cls) -> StopSignal:
+        stop = cls()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, stop._note)
+        return stop
+
+    def _note(self, signum: int, _frame: object) -> None:
+        self.received = signum
 
 
 class ModuleRuntime(Generic[S]):
@@ -176,13 +198,15 @@ class ModuleRuntime(Generic[S]):
     def run_until_signalled(self) -> int:
         """Block until SIGTERM or SIGINT (IoT Edge stops modules with SIGTERM): exit code 0;
         or until a worker keeps failing: exit code 1, so that IoT Edge restarts the module."""
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stopping.set())
-        while not self._stopping.wait(0.5):
+        stop = StopSignal.install()
+        while stop.received is None:
             if self.workers.fatal.is_set():
                 event(log, logging.CRITICAL, "module.exiting", reason="a worker keeps failing",
                       workers=",".join(self.workers.not_running()))
                 return 1
+            time.sleep(0.2)
+        event(log, logging.INFO, "module.signalled", signal=signal.Signals(stop.received).name)
+        self._stopping.set()
         return 0
 
     def stop(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -143,6 +144,46 @@ def test_a_worker_that_keeps_failing_ends_the_module_with_exit_code_1(
               .splitlines()]
     assert [(a["type"], a["body"]["worker"], a["body"]["restarting"]) for a in alerts] == [
         ("worker.failed", "detect", True), ("worker.failed", "detect", False)]
+
+
+@pytest.fixture
+def restore_stop_signals() -> Iterator[None]:
+    """Signals at their defaults, so that the test sees the runtime install its handler."""
+    saved = {sig: signal.signal(sig, signal.SIG_DFL) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def test_sigterm_ends_the_module_with_exit_code_0(runtime: ModuleRuntime,
+                                                  restore_stop_signals: None) -> None:
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    assert runtime.run_until_signalled() == 0
+    assert runtime._stopping.is_set(), "the workers are told to stop"
+
+
+def test_the_stop_signal_handler_takes_no_lock(runtime: ModuleRuntime,
+                                               restore_stop_signals: None) -> None:
+    """A handler runs in the main thread wherever it happens to be, possibly while that thread
+    holds the lock inside ``Event.wait``; a handler needing that lock hung the module until
+    SIGKILL. Here the lock is held while the handler runs: it must return at once."""
+    blocked: list[bool] = []
+
+    def signal_while_the_lock_is_held() -> None:
+        assert wait_until(lambda: callable(signal.getsignal(signal.SIGTERM)), 5.0)
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        with runtime._stopping._cond:  # type: ignore[attr-defined]
+            call = threading.Thread(target=handler, args=(signal.SIGTERM, None))
+            call.start()
+            call.join(2.0)
+            blocked.append(call.is_alive())
+
+    helper = threading.Thread(target=signal_while_the_lock_is_held)
+    helper.start()
+    assert runtime.run_until_signalled() == 0
+    helper.join()
+    assert blocked == [False]
 
 
 def test_a_refused_edit_leaves_nothing_of_itself_and_the_next_edit_all_it_says(
