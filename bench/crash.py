@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ from contracts.clip import ClipSidecar  # noqa: E402
 from infra.stats import percentile  # noqa: E402
 from local_run.processes import free_port, stop_process, wait_for_port  # noqa: E402
 from local_run.rtsp_camera import RtspServer  # noqa: E402
+from samples.world.encode import write_mp4  # noqa: E402
 
 FPS = 25
 LOOP_S = 60.0
@@ -66,21 +68,18 @@ def counter_video(path: Path, seconds: float) -> Path:
     16-cell barcode along the top (white = 1), which survives the encoder."""
     rng = np.random.default_rng(3)
     texture = rng.integers(50, 200, size=(360, 1280, 3), dtype=np.uint8)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "26",
-                          "x264-params": f"keyint={FPS}:min-keyint={FPS}:scenecut=0:bframes=0"}
+
+    def frames() -> Iterator[np.ndarray]:
         for index in range(round(seconds * FPS)):
             shift = (index * 4) % 640
             image = np.ascontiguousarray(texture[:, shift:shift + 640])
             for bit in range(BITS):
                 value = 255 if index >> bit & 1 else 0
                 image[:CELL, bit * CELL:(bit + 1) * CELL] = value
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+            yield image
+
+    write_mp4(path, frames(), 640, 360, FPS, keyframe_seconds=1.0, preset="ultrafast", crf=26,
+              bframes=0)
     return path
 
 

@@ -84,6 +84,14 @@ class ClipMessage(EventMessage):
         return f"{self.TYPE}/{self.event_id}/{self.part}"
 
 
+class RecordedClip(ClipMessage):
+    """A clip that exists as files: written by the camera, or uploaded from the outbox."""
+
+    stem: str = Field(description="File stem of the clip in the outbox.")
+    start_utc: UtcTime = Field(description="Time of the clip's first frame.")
+    max_score: float = Field(description="Best detection score in the clip.")
+
+
 # -- camera: output "events" -------------------------------------------------------------------
 
 
@@ -113,18 +121,15 @@ class EventEnded(EventMessage):
                                "(e.g. stopping).")
 
 
-class ClipWritten(ClipMessage):
+class ClipWritten(RecordedClip):
     """One clip (part of an event) is complete in the outbox."""
 
     OUTPUT = Output.EVENTS
     TYPE = "clip.written"
 
-    stem: str = Field(description="File stem in the outbox.")
     files: dict[str, int] = Field(description="File name to size in bytes.")
     duration_s: float = Field(description="Length of the video in seconds.")
-    start_utc: UtcTime = Field(description="Time of the clip's first frame.")
     end_utc: UtcTime = Field(description="Time of the clip's last frame.")
-    max_score: float = Field(description="Best detection score in the clip.")
     trigger: str = Field(description="What made the clip: detection or on_demand.")
 
 
@@ -167,15 +172,12 @@ class UploadedBlob(BaseModel):
     content_type: str = Field(description="The blob's Content-Type.")
 
 
-class ClipUploaded(ClipMessage):
+class ClipUploaded(RecordedClip):
     """A clip's blobs are confirmed in blob storage and its local files are gone."""
 
     OUTPUT = Output.CLIPS
     TYPE = "clip.uploaded"
 
-    stem: str = Field(description="File stem the clip had in the outbox.")
-    start_utc: UtcTime = Field(description="Time of the clip's first frame.")
-    max_score: float = Field(description="Best detection score in the clip.")
     labels: list[str] = Field(default_factory=list, description="Labels detected in the clip.")
     model_version: str = Field(description="Version of the model that found them.")
     container: str = Field(description="Blob container the clip is in.")

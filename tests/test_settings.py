@@ -18,6 +18,7 @@ from config.errors import SettingsRejected
 from config.layers import diff, env_layer, merge
 from config.registry import MODULES
 from config.store import SettingsStore
+from tests.support.documents import nested
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
@@ -244,20 +245,11 @@ def test_the_first_read_wins_over_the_version_saved_by_another_twin(tmp_path: Pa
 # -- what a document may be ------------------------------------------------------------------
 
 
-def _nested(depth: int) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    node = doc
-    for _ in range(depth):
-        node["a"] = {}
-        node = node["a"]
-    return doc
-
-
 @pytest.mark.parametrize("depth", [17, 100_000])
 def test_nesting_deeper_than_the_bound_is_rejected_and_reported(depth: int) -> None:
     store = SettingsStore(CameraSettings)
-    for outcome in (store.apply_patch({"$version": 1, "trigger": _nested(depth)}),
-                    store.replace_twin({"$version": 2, "trigger": _nested(depth)})):
+    for outcome in (store.apply_patch({"$version": 1, "trigger": nested(depth)}),
+                    store.replace_twin({"$version": 2, "trigger": nested(depth)})):
         assert not outcome.accepted
         assert outcome.errors[0].reason == "nested deeper than 16 levels"
     assert store.report()["rejected"]["errors"][0]["path"].startswith("trigger.a.a")

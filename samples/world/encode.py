@@ -13,6 +13,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from infra.logs import event
+
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +56,7 @@ def write_mp4(
             container.mux(stream.encode(frame))
             count += 1
         container.mux(stream.encode(None))
-    log.info("event=video_written path=%s frames=%d fps=%d keyint=%d", path, count, fps, keyint)
+    event(log, logging.INFO, "video.written", path=path, frames=count, fps=fps, keyint=keyint)
     return count
 
 

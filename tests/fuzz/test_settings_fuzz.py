@@ -32,6 +32,7 @@ from config.registry import module_spec
 from edge_link.local import LocalLink
 from edge_link.runtime import ModuleRuntime, RuntimeOptions
 from infra.logs import KeyValueFormatter
+from tests.support.documents import nested
 
 SECRET = "S3CR3TVALUE"
 # Time one input may take (each takes milliseconds; this only catches a hang or a blow-up).
@@ -57,15 +58,6 @@ JSON_TREES = st.recursive(
     LEAVES, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=5),
     max_leaves=30)
 PATCHES = st.dictionaries(KEYS, JSON_TREES, max_size=6)
-
-
-def _nested(depth: int) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    node = doc
-    for _ in range(depth):
-        node["trigger"] = {}
-        node = node["trigger"]
-    return doc
 
 
 class Lines(logging.Handler):
@@ -154,7 +146,7 @@ def test_random_patches_through_the_runtime(harness: Harness, patch: dict[str, A
 
 # Outside hypothesis, which cannot print a document nested this deep.
 @pytest.mark.parametrize("patch", [
-    {"trigger": _nested(50_000)},
+    {"trigger": nested(key="trigger", depth=50_000)},
     {"trigger": {f"k{i}": "v" * 3000 for i in range(2000)}},
     {"trigger": {"labels": ["x" * 100] * 5000}},
 ], ids=["nested 50000 deep", "2000 long keys", "5000 labels"])
@@ -178,7 +170,7 @@ def _patch_through_the_runtime(harness: Harness, patch: dict[str, Any]) -> None:
 
 @given(PATCHES)
 @example({"trigger": {"min_score": 3, "cooldown_s": 12}})
-@example(_nested(MAX_DEPTH + 1))
+@example(nested(key="trigger", depth=MAX_DEPTH + 1))
 def test_random_full_reads_through_the_runtime(harness: Harness, desired: dict[str, Any]
                                                ) -> None:
     """A full desired document applies field by field: whatever it holds, the settings in

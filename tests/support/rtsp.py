@@ -7,13 +7,13 @@ exactly when a tag is visible without a trained model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import av
 import numpy as np
 
 from local_run.fake_detector import red_mask
+from samples.world.encode import write_mp4
 
 MARKER_RGB = (230, 20, 30)
 Box = tuple[float, float, float, float]
@@ -28,16 +28,11 @@ def write_marker_video(path: Path, seconds: float,
     """An H.264 MP4 of a moving grey texture with a red square visible during each
     ``(start_s, end_s[, box])`` span (box normalised, :data:`RIGHT_BOX` by default).
     Keyframes every ``keyframe_s``, no B-frames, like a camera's low-latency stream."""
-    keyint = max(1, round(keyframe_s * fps))
     rng = np.random.default_rng(7)
     texture = rng.integers(60, 160, size=(height, width * 2, 3), dtype=np.uint8)
     marks = [(span[0], span[1], span[2] if len(span) == 3 else RIGHT_BOX) for span in spans]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w", options={"movflags": "+faststart"}) as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "profile": "main", "crf": "28",
-                          "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0"}
+
+    def frames() -> Iterator[np.ndarray]:
         for index in range(round(seconds * fps)):
             t = index / fps
             shift = (index * 4) % width
@@ -46,10 +41,10 @@ def write_marker_video(path: Path, seconds: float,
                 if start <= t < end:
                     image[round(y1 * height):round(y2 * height),
                           round(x1 * width):round(x2 * width)] = MARKER_RGB
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+            yield image
+
+    write_mp4(path, frames(), width, height, fps, keyframe_seconds=keyframe_s,
+              preset="ultrafast", crf=28, bframes=0)
     return path
 
 
