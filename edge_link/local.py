@@ -30,7 +30,7 @@ from config.errors import SettingsRejected
 from config.layers import Doc, diff, load_yaml_file
 from edge_link.base import EdgeLink, Identity, LinkHandlers, encode_body
 from edge_link.reported import apply_reported, fit_reported
-from infra.durable import write_atomic
+from infra.durable import append_synced, write_atomic
 from infra.logs import event, event_with_traceback
 
 log = logging.getLogger(__name__)
@@ -109,8 +109,8 @@ class LocalLink(EdgeLink):
         line = json.dumps({"ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
                            "output": output, "type": msg_type, "messageId": message_id,
                            "body": body}, default=str)
-        with self._lock, (self.outputs_dir / f"{output}.jsonl").open("a") as fh:
-            fh.write(line + "\n")
+        with self._lock:
+            append_synced(self.outputs_dir / f"{output}.jsonl", (line + "\n").encode("utf-8"))
         event(log, logging.INFO, "output.sent", output=output, type=msg_type)
 
     def stop(self) -> None:

@@ -3,8 +3,9 @@
 Trains are switched off at the depot without a shutdown. A plain ``os.replace`` makes the new
 name visible at once, but the data and the rename may still sit in the page cache: after a
 power cut the file can be empty, or the old one can be back. Every writer of durable state
-(settings last good, the active model pointer, clips, twin files, resume markers) goes through
-here, so each write is fsynced, renamed, and its folder fsynced.
+(settings last good, the active model pointer, clips, twin files, resume markers, queued
+and local output messages) goes through here, so each write is fsynced, renamed, and its
+folder fsynced.
 """
 
 from __future__ import annotations
@@ -42,6 +43,18 @@ def write_synced(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def append_synced(path: Path, data: bytes) -> None:
+    """Append ``data`` to ``path`` and flush it to the disk; a file this creates has its folder
+    entry flushed too, so a power cut keeps every line that was appended before it."""
+    created = not path.exists()
+    with path.open("ab") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if created:
+        fsync_dir(path.parent)
 
 
 def replace_durably(source: Path, target: Path) -> None:
