@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +89,10 @@ class EdgeLink(ABC):
         """Send a JSON message to a named output with an application property ``type`` and,
         for a fact about one event or clip, a stable ``message_id`` a consumer de-duplicates
         by."""
+
+    def status(self) -> Mapping[str, Any]:
+        """Reported-property sections about the link itself (none unless it has counters)."""
+        return {}
 
     @abstractmethod
     def stop(self) -> None:

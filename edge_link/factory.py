@@ -12,6 +12,7 @@ from azure.iot.device import IoTHubModuleClient
 from edge_link.base import EdgeLink, Identity
 from edge_link.iothub import CLIENT_OPTIONS, IoTHubLink
 from edge_link.local import LocalLink
+from edge_link.outbound import FOLDER as OUTBOUND_FOLDER
 
 CONNECTION_STRING_VAR = "GRAFFITI_IOTHUB_CONNECTION_STRING"
 CA_FILE_VAR = "GRAFFITI_IOTHUB_CA_FILE"
@@ -35,6 +36,9 @@ def open_link(module_id: str, *, data_dir: Path, twin_file: Path | None,
       without the Edge runtime, or a test broker; ``GRAFFITI_IOTHUB_CA_FILE`` trusts its CA).
     * otherwise: local mode with the YAML twin stand-in.
 
+    An IoT Hub link keeps its outbound messages in ``<data_dir>/outbound/`` until the hub has
+    them, so a restarted module sends what the old process had not.
+
     The device and module ids are checked against IoT Hub's own rule here
     (:class:`edge_link.base.BadIdentity` otherwise), once, before any log line carries them.
     """
@@ -42,7 +46,8 @@ def open_link(module_id: str, *, data_dir: Path, twin_file: Path | None,
     if env.get("IOTEDGE_MODULEID"):
         identity = Identity(env.get("IOTEDGE_DEVICEID", "unknown"), env["IOTEDGE_MODULEID"])
         return IoTHubLink(
-            lambda: IoTHubModuleClient.create_from_edge_environment(**CLIENT_OPTIONS), identity)
+            lambda: IoTHubModuleClient.create_from_edge_environment(**CLIENT_OPTIONS), identity,
+            queue_dir=data_dir / OUTBOUND_FOLDER)
     connection_string = env.get(CONNECTION_STRING_VAR)
     if connection_string:
         parts = _parse_connection_string(connection_string)
@@ -54,6 +59,7 @@ def open_link(module_id: str, *, data_dir: Path, twin_file: Path | None,
                 connection_string, server_verification_cert=ca, **CLIENT_OPTIONS
             ),
             identity,
+            queue_dir=data_dir / OUTBOUND_FOLDER,
         )
     device_id = env.get("GRAFFITI_DEVICE_ID") or socket.gethostname()
     return LocalLink(module_id, twin_file, data_dir, device_id=device_id)

@@ -20,6 +20,10 @@ an edgeHub restarted without its store forgets them, after which no twin answer,
 or direct method would ever arrive. A message whose acknowledgement was lost that way is sent
 again; its stable message id lets a consumer drop the repeat.
 
+Messages wait in a durable queue (:mod:`edge_link.outbound`, one file per message under the
+module's data folder), written before :meth:`IoTHubLink.send` returns and removed only once the
+hub accepted the message: a module killed while offline sends them after its restart.
+
 Outputs are sent before reported properties, and reported patches are fitted to IoT Hub's
 limits (:mod:`edge_link.reported`); a section the hub refuses anyway is replaced by a note
 saying so. A report can never hold back a detection.
@@ -27,11 +31,11 @@ saying so. A report can never hold back a detection.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 from azure.iot.device import IoTHubModuleClient, Message, MethodResponse
@@ -39,6 +43,7 @@ from azure.iot.device.exceptions import ServiceError
 
 from config.layers import strip_metadata
 from edge_link.base import HUB_ID, EdgeLink, Identity, LinkHandlers, encode_body
+from edge_link.outbound import OutboundQueue, Queued
 from edge_link.reported import (
     apply_reported,
     fit_reported,
@@ -65,6 +70,10 @@ _CONNECT_TIMEOUT_S = 30.0
 # The slowest uplink a message deadline allows for (GPRS-like, 8 kB/s): a 256 KB message
 # gets 32 s before its acknowledgement counts as lost.
 _SLOWEST_UPLINK_BPS = 8000
+#: The outbound queue's bounds: 1000 messages, or 256 of the largest (256 KB). Constants, not
+#: settings: the link is made before any settings are known (the twin comes through it).
+MAX_QUEUED = 1000
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
 
 
 class _NoAnswer(TimeoutError):
@@ -95,7 +104,8 @@ class IoTHubLink(EdgeLink):
 
     kind = "iothub"
 
-    def __init__(self, factory: ClientFactory, identity: Identity, *, max_queued: int = 1000,
+    def __init__(self, factory: ClientFactory, identity: Identity, *, queue_dir: Path,
+                 max_queued: int = MAX_QUEUED, max_queued_bytes: int = MAX_QUEUED_BYTES,
                  retry_initial_s: float = 1.0, retry_max_s: float = 60.0,
                  call_timeout_s: float = 10.0) -> None:
         self.identity = identity
@@ -108,10 +118,8 @@ class IoTHubLink(EdgeLink):
         self._reported: dict[str, Any] = {}
         # The reported properties as the hub holds them (read with every twin), for fitting.
         self._held: dict[str, Any] = {}
-        self._messages: collections.deque[tuple[str, Message]] = collections.deque()
-        self._max_queued = max_queued
+        self._queue = OutboundQueue(queue_dir, max_count=max_queued, max_bytes=max_queued_bytes)
         self._call_timeout_s = call_timeout_s
-        self._dropped = 0
         self._twin_due = True
         self._subscribed = False
         self._backoff = Backoff(retry_initial_s, retry_max_s)
@@ -129,17 +137,11 @@ class IoTHubLink(EdgeLink):
 
     def send(self, output: str, msg_type: str, body: dict[str, Any],
              message_id: str | None = None) -> None:
-        message = Message(encode_body(output, body), message_id=hub_message_id(message_id),
-                          content_encoding="utf-8", content_type="application/json")
-        message.custom_properties["type"] = msg_type
-        with self._lock:
-            if len(self._messages) >= self._max_queued:
-                self._messages.popleft()
-                self._dropped += 1
-                event(log, logging.WARNING, "link.message_dropped", output=output,
-                      dropped_total=self._dropped, reason="queue full while offline")
-            self._messages.append((output, message))
+        self._queue.put(output, msg_type, message_id, encode_body(output, body))
         self._wake.set()
+
+    def status(self) -> Mapping[str, Any]:
+        return {"link": self._queue.status()}
 
     def stop(self) -> None:
         self._stop.set()
@@ -248,17 +250,13 @@ class IoTHubLink(EdgeLink):
 
     def _send_messages(self) -> None:
         assert self._client is not None
-        while True:
-            with self._lock:
-                if not self._messages:
-                    return
-                output, message = self._messages[0]
+        while (entry := self._queue.peek()) is not None:
             # A slow uplink must not look like a lost answer: a deadline for the message's size.
-            deadline = max(self._call_timeout_s, len(message.data) / _SLOWEST_UPLINK_BPS)
-            self._call(f"a message to output {output!r}", self._client.send_message_to_output,
-                       message, output, timeout_s=deadline)
-            with self._lock:
-                self._messages.popleft()
+            deadline = max(self._call_timeout_s, len(entry.data) / _SLOWEST_UPLINK_BPS)
+            self._call(f"a message to output {entry.output!r}",
+                       self._client.send_message_to_output, _hub_message(entry), entry.output,
+                       timeout_s=deadline)
+            self._queue.done(entry)
 
     def _send_reported(self) -> None:
         """Send the pending reported patch, fitted to the hub's limits. One the hub refuses
@@ -336,6 +334,13 @@ class IoTHubLink(EdgeLink):
         except Exception as exc:
             event(log, logging.WARNING, "link.method_response_failed", method=request.name,
                   error=redact(str(exc)))
+
+
+def _hub_message(entry: Queued) -> Message:
+    message = Message(entry.data, message_id=hub_message_id(entry.message_id),
+                      content_encoding="utf-8", content_type="application/json")
+    message.custom_properties["type"] = entry.msg_type
+    return message
 
 
 def _why(refusal: BaseException) -> str:

@@ -128,6 +128,7 @@ class ModuleRuntime(Generic[S]):
         self.reporter = StatusReporter(self._report)
         self.workers = Workers(self._worker_failed)
         self.reporter.add(lambda: {"workers": self.workers.health()})
+        self.reporter.add(self.link.status)
         self._first_twin = threading.Event()
         # Set by the first twin, or by a twin source that cannot give one (an unreadable file).
         self._twin_settled = threading.Event()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -22,6 +25,8 @@ from tests.support.mosquitto import Mosquitto, start_mosquitto
 from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -279,6 +284,49 @@ def test_an_answer_lost_with_the_connection_does_not_stop_the_link_for_good(
         broker.stop()
 
 
+def test_a_message_queued_offline_survives_a_kill_and_arrives_once_with_its_id(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """The uploader announces a clip while the hub is away and is SIGKILLed before the link
+    sent it: the next process on the same data folder sends it, once, with its message id."""
+    from local_run.processes import free_port
+    from tests.support.mosquitto import make_certificates
+
+    certs = make_certificates(tmp_path / "certs")
+    plain = free_port()
+    hub = HubResponder(plain, "train-0005", "uploader_module")
+    env = {"GRAFFITI_IOTHUB_CONNECTION_STRING": hub.connection_string("127.0.0.2"),
+           "GRAFFITI_IOTHUB_CA_FILE": str(certs[0])}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.link_child", str(data_dir), "clips",
+         "clip.uploaded", "clip.uploaded/ev-1/1"],
+        cwd=ROOT, env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"queued\n"
+    finally:
+        child.kill()
+        child.wait()
+    broker = start_mosquitto(tmp_path / "broker", host="127.0.0.2", plain_port=plain,
+                             certs=certs)
+    hub.start()
+    link = open_link("uploader_module", data_dir=data_dir, twin_file=None, environ=env)
+    link.start(_handlers([]))
+    try:
+        # Sent after the one the old process left: a repeat of that one would come before it.
+        link.send("clips", "clip.uploaded", {"messageId": "clip.uploaded/ev-2/1"},
+                  message_id="clip.uploaded/ev-2/1")
+        hub.wait_for(lambda: len(hub.messages) >= 2, 60, "both messages")
+        assert [(m.output, m.properties.get("$.mid"), m.body["messageId"])
+                for m in hub.messages] == [
+            ("clips", "clip.uploaded%2Fev-1%2F1", "clip.uploaded/ev-1/1"),
+            ("clips", "clip.uploaded%2Fev-2%2F1", "clip.uploaded/ev-2/1")]
+        assert wait_until(lambda: not any((data_dir / "outbound").glob("*.json")), 10)
+    finally:
+        link.stop()
+        hub.stop()
+        broker.stop()
+
+
 class FakeClient:
     """Just enough of IoTHubModuleClient for the link, with a connection a test can drop.
 
@@ -327,10 +375,12 @@ def _handlers(seen: list[dict[str, Any]]) -> LinkHandlers:
                         on_method=lambda name, payload: (404, None))
 
 
-def test_every_reconnect_reads_the_twin_even_when_the_state_callback_runs_late() -> None:
+def test_every_reconnect_reads_the_twin_even_when_the_state_callback_runs_late(
+    tmp_path: Path
+) -> None:
     client = FakeClient({"$version": 1, "trigger": {"cooldown_s": 20}})
     seen: list[dict[str, Any]] = []
-    link = IoTHubLink(lambda: client, Identity("train-1", "camera_module"),
+    link = IoTHubLink(lambda: client, Identity("train-1", "camera_module"), queue_dir=tmp_path,
                       retry_initial_s=0.01, retry_max_s=0.05)
     link.start(_handlers(seen))
     try:
@@ -343,7 +393,8 @@ def test_every_reconnect_reads_the_twin_even_when_the_state_callback_runs_late()
         link.stop()
 
 
-def test_a_twin_read_without_answer_gets_a_new_client_that_subscribes_again() -> None:
+def test_a_twin_read_without_answer_gets_a_new_client_that_subscribes_again(tmp_path: Path
+                                                                            ) -> None:
     clients = [FakeClient({"$version": 3}, answers=False), FakeClient({"$version": 3})]
     made: list[FakeClient] = []
 
@@ -352,8 +403,8 @@ def test_a_twin_read_without_answer_gets_a_new_client_that_subscribes_again() ->
         return made[-1]
 
     seen: list[dict[str, Any]] = []
-    link = IoTHubLink(factory, Identity("train-1", "camera_module"), retry_initial_s=0.01,
-                      retry_max_s=0.05, call_timeout_s=0.5)
+    link = IoTHubLink(factory, Identity("train-1", "camera_module"), queue_dir=tmp_path,
+                      retry_initial_s=0.01, retry_max_s=0.05, call_timeout_s=0.5)
     link.start(_handlers(seen))
     try:
         assert wait_until(lambda: bool(seen), 20)
