@@ -94,13 +94,9 @@ class OutboundQueue:
         self._lock = threading.Lock()
         self._entries: collections.deque[Queued] = collections.deque()
         self._bytes = 0
-        self._load()
-        last = self._entries[-1].seq if self._entries else -1
-        self._seq = itertools.count(last + 1)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
+        # Numbered after every name found, so a file that could not be set aside is never
+        # overwritten by a new message.
+        self._seq = itertools.count(self._load() + 1)
 
     def put(self, output: str, msg_type: str, message_id: str | None, data: bytes) -> None:
         """Queue a message, on disk before this returns; the oldest go if it is over a bound.
@@ -154,9 +150,11 @@ class OutboundQueue:
             event(log, logging.WARNING, "link.queued_file_not_removed", file=entry.name,
                   error=str(exc))
 
-    def _load(self) -> None:
-        """Read what an earlier process left, oldest first; set aside what cannot be read."""
+    def _load(self) -> int:
+        """Read what an earlier process left, oldest first; set aside what cannot be read.
+        The highest sequence number among the names found, -1 for none."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        highest = -1
         for name in sorted(os.listdir(self.folder)):
             path = self.folder / name
             if name == UNREADABLE:
@@ -166,6 +164,8 @@ class OutboundQueue:
                 path.unlink(missing_ok=True)
                 continue
             match = _NAME.fullmatch(name)
+            if match is not None:
+                highest = max(highest, int(match.group(1)))
             try:
                 if match is None:
                     raise UnreadableMessage("not a queued message name")
@@ -182,6 +182,7 @@ class OutboundQueue:
         if self._entries:
             event(log, logging.INFO, "link.queue_loaded", messages=len(self._entries),
                   bytes=self._bytes, folder=self.folder)
+        return highest
 
     def _set_aside(self, path: Path, why: str) -> None:
         """Move an unreadable file to ``unreadable/`` (a unique name: never overwritten)."""
