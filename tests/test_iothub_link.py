@@ -112,15 +112,8 @@ def test_offline_at_start_runs_on_last_good_then_applies_twin_after_reconnect(
     tmp_path: Path, data_dir: Path
 ) -> None:
     """A train that boots in a tunnel: no hub at start, then the hub comes and goes."""
-    from local_run.processes import free_port
-    from tests.support.mosquitto import make_certificates
-
-    certs = make_certificates(tmp_path / "certs")
-    plain = free_port()
-    hub = HubResponder(plain, "train-0002", "camera_module",
-                       desired={"trigger": {"cooldown_s": 45}})
-    env = {"GRAFFITI_IOTHUB_CONNECTION_STRING": hub.connection_string("127.0.0.2"),
-           "GRAFFITI_IOTHUB_CA_FILE": str(certs[0])}
+    certs, plain, hub, env = _tls_hub(tmp_path, "train-0002", "camera_module",
+                                      desired={"trigger": {"cooldown_s": 45}})
     # The last good twin layer saved by an earlier run is what the module boots on.
     (data_dir / "state").mkdir(parents=True)
     (data_dir / "state" / "settings.last_good.json").write_text(
@@ -203,21 +196,9 @@ def test_a_twin_changed_while_edgehub_lost_every_subscription_is_read_at_reconne
     """edgeHub restarted without its store forgets the module's subscriptions, and the SDK
     never subscribes again on its own: the link makes a new client, so the twin, desired
     patches and direct methods all work again."""
-    from local_run.processes import free_port
-    from tests.support.mosquitto import make_certificates
-
-    certs = make_certificates(tmp_path / "certs")
-    plain = free_port()
-    hub = HubResponder(plain, "train-0003", "camera_module",
-                       desired={"trigger": {"cooldown_s": 45}})
-    env = {"GRAFFITI_IOTHUB_CONNECTION_STRING": hub.connection_string("127.0.0.2"),
-           "GRAFFITI_IOTHUB_CA_FILE": str(certs[0])}
-    broker = start_mosquitto(tmp_path / "before", host="127.0.0.2", plain_port=plain,
-                             certs=certs)
-    hub.start()
-    runtime = ModuleRuntime(module_spec("camera"), RuntimeOptions(None, data_dir, twin_wait_s=30),
-                            environ=env)
-    runtime.start()
+    certs, plain, hub, env = _tls_hub(tmp_path, "train-0003", "camera_module",
+                                      desired={"trigger": {"cooldown_s": 45}})
+    broker, runtime = _camera_through(hub, env, data_dir, tmp_path / "before", plain, certs)
     try:
         assert runtime.settings.trigger.cooldown_s == 45
         # A new persistence folder: the broker comes back knowing no session at all.
@@ -240,21 +221,9 @@ def test_an_answer_lost_with_the_connection_does_not_stop_the_link_for_good(
     would wait for it for ever, and the link behind it: no full twin read at reconnect (so a
     key removed meanwhile stays in force), nothing sent. Each SDK call has a deadline, so the
     twin changed meanwhile is read whole and messages flow again."""
-    from local_run.processes import free_port
-    from tests.support.mosquitto import make_certificates
-
-    certs = make_certificates(tmp_path / "certs")
-    plain = free_port()
-    hub = HubResponder(plain, "train-0004", "camera_module",
-                       desired={"trigger": {"cooldown_s": 45, "min_score": 0.7}})
-    env = {"GRAFFITI_IOTHUB_CONNECTION_STRING": hub.connection_string("127.0.0.2"),
-           "GRAFFITI_IOTHUB_CA_FILE": str(certs[0])}
-    broker = start_mosquitto(tmp_path / "broker", host="127.0.0.2", plain_port=plain,
-                             certs=certs)
-    hub.start()
-    runtime = ModuleRuntime(module_spec("camera"), RuntimeOptions(None, data_dir, twin_wait_s=30),
-                            environ=env)
-    runtime.start()
+    certs, plain, hub, env = _tls_hub(tmp_path, "train-0004", "camera_module",
+                                      desired={"trigger": {"cooldown_s": 45, "min_score": 0.7}})
+    broker, runtime = _camera_through(hub, env, data_dir, tmp_path / "broker", plain, certs)
     try:
         hub.wait_for(lambda: hub.reported.get("module", {}).get("name") == "camera", 20,
                      "first reports")
@@ -289,14 +258,7 @@ def test_a_message_queued_offline_survives_a_kill_and_arrives_once_with_its_id(
 ) -> None:
     """The uploader announces a clip while the hub is away and is SIGKILLed before the link
     sent it: the next process on the same data folder sends it, once, with its message id."""
-    from local_run.processes import free_port
-    from tests.support.mosquitto import make_certificates
-
-    certs = make_certificates(tmp_path / "certs")
-    plain = free_port()
-    hub = HubResponder(plain, "train-0005", "uploader_module")
-    env = {"GRAFFITI_IOTHUB_CONNECTION_STRING": hub.connection_string("127.0.0.2"),
-           "GRAFFITI_IOTHUB_CA_FILE": str(certs[0])}
+    certs, plain, hub, env = _tls_hub(tmp_path, "train-0005", "uploader_module")
     child = subprocess.Popen(
         [sys.executable, "-m", "tests.support.link_child", str(data_dir), "clips",
          "clip.uploaded", "clip.uploaded/ev-1/1"],
@@ -442,3 +404,30 @@ def _desired_changed_while_away(hub: HubResponder, broker: Mosquitto, folder: Pa
     hub.__post_init__()
     hub.start()
     return broker
+
+
+def _tls_hub(tmp_path: Path, device: str, module: str, **hub_options: Any
+             ) -> tuple[tuple[Path, Path, Path], int, HubResponder, dict[str, str]]:
+    """A hub stand-in on a free port, its CA, and the environment a module connects with; the
+    broker in front of it is the test's to start (some tests start it late)."""
+    from local_run.processes import free_port
+    from tests.support.mosquitto import make_certificates
+
+    certs = make_certificates(tmp_path / "certs")
+    plain = free_port()
+    hub = HubResponder(plain, device, module, **hub_options)
+    env = {"GRAFFITI_IOTHUB_CONNECTION_STRING": hub.connection_string("127.0.0.2"),
+           "GRAFFITI_IOTHUB_CA_FILE": str(certs[0])}
+    return certs, plain, hub, env
+
+
+def _camera_through(hub: HubResponder, env: dict[str, str], data_dir: Path, broker_dir: Path,
+                    plain: int, certs: tuple[Path, Path, Path]
+                    ) -> tuple[Mosquitto, ModuleRuntime]:
+    """The broker and the hub up, then a camera runtime started through them."""
+    broker = start_mosquitto(broker_dir, host="127.0.0.2", plain_port=plain, certs=certs)
+    hub.start()
+    runtime = ModuleRuntime(module_spec("camera"), RuntimeOptions(None, data_dir, twin_wait_s=30),
+                            environ=env)
+    runtime.start()
+    return broker, runtime
