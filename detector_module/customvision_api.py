@@ -2,8 +2,8 @@
 
 Two kinds of client are served:
 
-- the exported prediction container's: ``POST /image``, ``/image/nostore``,
-  ``/{project}/image`` and ``/{project}/image/nostore``;
+- the exported prediction container's: ``POST /image``, ``/{project}/image`` and their
+  ``/url`` counterparts, each also with ``/nostore``;
 - the prediction API's, as ``azure-cognitiveservices-vision-customvision`` builds it:
   ``{endpoint}/customvision/v3.0|v3.1/prediction/{project}/detect/iterations/{name}/image``
   (and ``/image/nostore``, ``/url``, ``/url/nostore``); the same paths without the prefix
@@ -76,11 +76,13 @@ class CustomVisionApi:
 
     def routes(self) -> list[web.RouteDef]:
         routes = [web.post("/image", self.detect_image),
-                  web.post("/image/nostore", self.detect_image)]
+                  web.post("/image/nostore", self.detect_image),
+                  web.post("/url", self.detect_url), web.post("/url/nostore", self.detect_url)]
         for prefix in PREFIXES:
             for store in ("", "/nostore"):
                 routes += [
                     web.post(f"{prefix}/{{project}}/image{store}", self.detect_image),
+                    web.post(f"{prefix}/{{project}}/url{store}", self.detect_url),
                     web.post(f"{prefix}/{{project}}/detect/iterations/{{iteration}}/image{store}",
                              self.detect_image),
                     web.post(f"{prefix}/{{project}}/detect/iterations/{{iteration}}/url{store}",

@@ -178,6 +178,9 @@ def test_url_routes_are_off_by_default_and_say_which_setting(plain: Running,
         error = refusal(call, images.url("/frame.jpg"))
         assert error.response.status_code == 403
         assert "custom_vision.url_enabled" in str(error)
+    container = plain.post("/url", f'{{"Url": "{images.url("/frame.jpg")}"}}'.encode(),
+                           "application/json")
+    assert (container.status, container.json["error"]) == (403, "url_disabled")
     assert images.served == []
 
 
@@ -189,6 +192,13 @@ def test_url_routes_fetch_from_an_allowed_host(fetching: Running,
         result = call(PROJECT, ITERATION, images.url(path))
         assert result.predictions[0].tag_name == "graffiti"
     assert images.served[-2:] == ["/hop", "/frame.jpg"]  # a redirect on the allowlist
+    container = fetching.post("/4f1c/url/nostore",
+                              f'{{"url": "{images.url("/frame.jpg")}"}}'.encode(),
+                              "application/json")  # the exported container's route
+    assert container.json["predictions"][0]["tagName"] == "graffiti"
+    for body in (b"not json", b'{"Url": 7}', b"[]"):
+        bad = fetching.post("/4f1c/url", body, "application/json")
+        assert (bad.status, bad.json["code"]) == (400, "BadRequest"), bad.json
 
 
 @pytest.mark.parametrize(("path", "status", "message", "fetched"), [
