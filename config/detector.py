@@ -6,13 +6,24 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from config.common import BackoffSettings, LoggingSettings
 from config.fields import Section, section, setting
 from contracts.identifiers import Identifier
 
 _DEVICE = re.compile(r"^(CPU|GPU(\.\d+)?|NPU|(AUTO|MULTI|HETERO):[A-Z0-9.,]+|AUTO)$")
+#: A host name or IP literal as a URL names it (no scheme, port or path), compared lower-case.
+HostName = Annotated[str, StringConstraints(to_lower=True, min_length=1, max_length=253,
+                                            pattern=r"^[A-Za-z0-9._-]+$|^\[[0-9A-Fa-f:.]+\]$")]
 
 
 class ServerSettings(Section):
@@ -96,6 +107,30 @@ class EventSettings(Section):
                                   ge=0, le=86400)
 
 
+class CustomVisionSettings(Section):
+    """The Custom Vision compatible routes (`/image`, `/customvision/v3.x/prediction/...`),
+    so clients written for Custom Vision's prediction API or its exported container work as
+    they are. `/score` never reads these."""
+
+    prediction_key: SecretStr | None = setting(
+        None, "When set, every Custom Vision route requires this value in the "
+        "`Prediction-Key` header (401 otherwise); empty accepts any key or none, as the "
+        "exported container does. Set it through the environment "
+        "(DETECTOR_CUSTOM_VISION__PREDICTION_KEY) or the twin. Redacted wherever it is shown.")
+    min_probability: float = setting(
+        0.10, "Lowest probability the Custom Vision routes return, for every tag (the exported "
+        "container's floor); the twin's `thresholds` decide `/score` and the detection "
+        "messages.", ge=0, le=1)
+    url_enabled: bool = setting(
+        False, "Serve the `.../url` and `.../url/nostore` routes, where the detector fetches "
+        "the image itself. Off, they answer 403 naming this setting: a detector that fetches "
+        "what a request names can be made to reach inside the device's network.")
+    url_allowed_hosts: list[HostName] = setting(
+        [], "Hosts (exact names or IP literals, as the URL writes them) the `url` routes may "
+        "fetch from, redirects included; empty allows none. Link-local and cloud metadata "
+        "addresses are refused whatever this says.", max_length=100)
+
+
 class DesiredModel(Section):
     """The model the twin asks for. The seed's keys FileName, DownloadUrl and ContentMD5 work."""
 
@@ -163,6 +198,8 @@ class DetectorSettings(Section):
     inference: InferenceSettings = section(InferenceSettings, "Inference device and threads.")
     thresholds: ThresholdSettings = section(ThresholdSettings, "Post-processing.")
     events: EventSettings = section(EventSettings, "Detection messages.")
+    custom_vision: CustomVisionSettings = section(CustomVisionSettings,
+                                                  "Custom Vision compatible routes.")
     model: DesiredModel = section(DesiredModel, "Model requested through the twin.")
     model_repository: ModelRepositorySettings = section(ModelRepositorySettings,
                                                          "Local model repository.")

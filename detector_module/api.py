@@ -1,11 +1,12 @@
-"""The Web API: /score, the Custom Vision compatible routes, health, model and metrics.
+"""The Web API: /score, health, model and metrics, and the routes other modules mount (the
+Custom Vision compatible ones, :mod:`detector_module.customvision_api`).
 
 aiohttp serves it: one small package that gives streaming body reads (so an oversized body
 is refused at the limit, not after buffering it), and an event loop that never blocks, since
 decoding and inference run in worker threads. Every answer is JSON that passed through
 :func:`infra.logs.redact_value` (an error quotes its input, ``/model`` names a source path);
-an error is ``{"error": kind, "message": text}``. What a request brings is checked in
-:mod:`detector_module.inputs`.
+an error is ``{"error": kind, "message": text}``, plus what :attr:`ApiError.fields` adds.
+What a request brings is checked in :mod:`detector_module.inputs`.
 
 The server side is bounded too: a connection without a complete request header within
 ``server.idle_timeout_s`` is closed (aiohttp's keep-alive timer, which also runs from the
@@ -18,11 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from concurrent.futures import Executor
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -33,7 +32,7 @@ from detector_module.detection import PostProcess
 from detector_module.engine import LoadedModel, ModelSlot
 from detector_module.events import DetectionEvents
 from detector_module.imaging import ImageError, ImageHeader, decode, inspect
-from detector_module.inputs import ApiError, camera_id, frame_time, identifier, image_bytes
+from detector_module.inputs import ApiError, camera_id, frame_time, image_bytes
 from detector_module.metrics import Metrics
 from infra.logs import event, event_with_traceback, redact_value
 from infra.supervision import Workers
@@ -50,15 +49,17 @@ LINGER_S = 2.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _answer(doc: dict[str, Any], status: int = 200,
+def json_answer(doc: dict[str, Any], status: int = 200,
             headers: dict[str, str] | None = None) -> web.Response:
     """Every JSON answer: redacted first, so no input or path can carry a secret out."""
     return web.json_response(redact_value(doc), status=status, headers=headers)
 
 
 def _error_response(status: int, kind: str, message: str,
-                    headers: dict[str, str] | None = None) -> web.Response:
-    response = _answer({"error": kind, "message": message}, status, headers)
+                    headers: dict[str, str] | None = None,
+                    fields: dict[str, str] | None = None) -> web.Response:
+    response = json_answer({"error": kind, **(fields or {}), "message": message}, status,
+                           headers)
     if status == 408:  # the rest of a slow body is not waited for
         response.force_close()
     return response
@@ -98,6 +99,20 @@ class ServerLog(logging.LoggerAdapter[logging.Logger]):
         return msg, kwargs
 
 
+def twin_thresholds(settings: DetectorSettings) -> PostProcess:
+    """The twin's ``thresholds``: what /score answers and every detection message holds."""
+    return PostProcess.from_settings(settings.thresholds)
+
+
+class Scored(NamedTuple):
+    """One scored image: the model that scored it, its header, what it found, how long."""
+
+    model: LoadedModel
+    header: ImageHeader
+    detections: list[Detection]
+    seconds: float
+
+
 class Slots:
     """Bounded concurrent inferences whose limit follows the live settings."""
 
@@ -133,6 +148,11 @@ class Api:
         self._executor = executor
         self._workers = workers
         self._slots: Slots | None = None
+        self._mounted: list[web.RouteDef] = []
+
+    def mount(self, routes: Iterable[web.RouteDef]) -> None:
+        """Serve more routes (the Custom Vision ones) beside /score; before ``runner``."""
+        self._mounted += routes
 
     def runner(self, server: ServerSettings) -> web.AppRunner:
         """The server: no automatic decompression (see inputs), idle connections closed
@@ -150,11 +170,7 @@ class Api:
         app.on_startup.append(self._startup)
         app.add_routes([
             web.post("/score", self.score),
-            web.post("/image", self.custom_vision),
-            web.post("/image/nostore", self.custom_vision),
-            web.post("/{project}/detect/iterations/{iteration}/image", self.custom_vision),
-            web.post("/{project}/detect/iterations/{iteration}/image/nostore",
-                     self.custom_vision),
+            *self._mounted,
             web.get("/healthz", self.healthz),
             web.get("/readyz", self.readyz),
             web.get("/model", self.model),
@@ -173,7 +189,8 @@ class Api:
             response = await handler(request)
         except ApiError as exc:
             self._metrics.error(exc.kind)
-            response = _error_response(exc.status, exc.kind, exc.message, exc.headers)
+            response = _error_response(exc.status, exc.kind, exc.message, exc.headers,
+                                       exc.fields)
         except web.HTTPException as exc:
             kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status, "http_error")
             self._metrics.error(kind)
@@ -191,11 +208,27 @@ class Api:
 
     # -- scoring -------------------------------------------------------------------------
 
-    async def _score(self, request: web.Request, camera: str | None,
-                     stamp: str) -> tuple[LoadedModel, ImageHeader, list[Detection], float]:
+    @property
+    def settings(self) -> DetectorSettings:
+        return self._settings()
+
+    @property
+    def slot(self) -> ModelSlot:
+        return self._slot
+
+    async def upload(self, request: web.Request) -> bytes:
+        """The image a request carries, under the body limits in force."""
+        server = self._settings().server
+        return await image_bytes(request, int(server.max_body_mb * MB), server.body_timeout_s)
+
+    async def detect(self, data: bytes, camera: str | None, stamp: str,
+                     thresholds: Callable[[DetectorSettings], PostProcess] = twin_thresholds
+                     ) -> Scored:
+        """Score image bytes: pixels checked, a bounded slot, inference on a worker thread.
+        ``thresholds`` gives those of the answer; the detection message always follows the
+        twin's ``thresholds``."""
         settings = self._settings()
         server = settings.server
-        data = await image_bytes(request, int(server.max_body_mb * MB), server.body_timeout_s)
         try:
             header = inspect(data, server.max_pixels)
         except ImageError as exc:
@@ -211,63 +244,43 @@ class Api:
                            {"Retry-After": "1"})
         try:
             loop = asyncio.get_running_loop()
-            params = PostProcess.from_settings(settings.thresholds)
             detections, seconds = await loop.run_in_executor(
-                self._executor, self._infer, model, data, header, params, settings.events,
-                camera, stamp)
+                self._executor, self._infer, model, data, header, thresholds(settings),
+                twin_thresholds(settings), settings.events, camera, stamp)
         except ImageError as exc:
             raise ApiError(exc.status, exc.kind, str(exc)) from None
         finally:
             await self._slots.release()
-        return model, header, detections, seconds
+        return Scored(model, header, detections, seconds)
 
-    def _infer(self, model: LoadedModel, data: bytes, header: ImageHeader, params: PostProcess,
-               events: EventSettings, camera: str | None,
-               stamp: str) -> tuple[list[Detection], float]:
+    def _infer(self, model: LoadedModel, data: bytes, header: ImageHeader,
+               thresholds: PostProcess, twin: PostProcess, events: EventSettings,
+               camera: str | None, stamp: str) -> tuple[list[Detection], float]:
         """Worker thread: decode, detect, and send the detection message."""
         started = time.perf_counter()
         spec = model.adapter.spec
         size = (spec.width, spec.height) if spec.resize != "none" else None
-        detections = model.detect(decode(data, header, size), params)
+        detections = model.detect(decode(data, header, size), thresholds)
         seconds = time.perf_counter() - started
         self._metrics.inference(seconds)
         self._events.offer(events, camera, stamp,
                            {"name": model.package.name, "version": model.package.version},
-                           detections)
+                           [d for d in detections if twin.admits(d)])
         return detections, seconds
 
     async def score(self, request: web.Request) -> web.Response:
         """POST /score?camera_id=&ts=: image bytes in, detections out."""
         camera, stamp = camera_id(request), frame_time(request.query.get("ts"))
-        model, header, detections, seconds = await self._score(request, camera, stamp)
-        width, height = header.shown_size
-        return _answer({
+        scored = await self.detect(await self.upload(request), camera, stamp)
+        width, height = scored.header.shown_size
+        model = scored.model
+        return json_answer({
             "model": {"name": model.package.name, "version": model.package.version,
                       "format": model.adapter.format},
             "image": {"width": width, "height": height},
-            "inference_ms": round(seconds * 1000, 3),
+            "inference_ms": round(scored.seconds * 1000, 3),
             "camera_id": camera, "ts": stamp,
-            "detections": [d.to_dict() for d in detections],
-        })
-
-    async def custom_vision(self, request: web.Request) -> web.Response:
-        """The Custom Vision prediction container's answer shape, so its clients work as-is."""
-        route = request.match_info
-        project = identifier(route["project"], "project") if "project" in route else ""
-        iteration = identifier(route["iteration"], "iteration") if "iteration" in route else ""
-        camera, stamp = camera_id(request), frame_time(request.query.get("ts"))
-        _, _, detections, _ = await self._score(request, camera, stamp)
-        return _answer({
-            "id": str(uuid.uuid4()),
-            "project": project,
-            "iteration": iteration,
-            "created": datetime.now(UTC).replace(tzinfo=None).isoformat(),
-            "predictions": [{
-                "probability": round(d.score, 8), "tagId": d.class_id, "tagName": d.label,
-                "boundingBox": {"left": round(d.box[0], 8), "top": round(d.box[1], 8),
-                                "width": round(d.box[2] - d.box[0], 8),
-                                "height": round(d.box[3] - d.box[1], 8)},
-            } for d in detections],
+            "detections": [d.to_dict() for d in scored.detections],
         })
 
     # -- health and introspection --------------------------------------------------------
@@ -277,8 +290,8 @@ class Api:
         a failure, or given up), so the container's health check sees it."""
         stopped = self._workers.not_running()
         if not stopped:
-            return _answer({"status": "alive"})
-        return _answer({"status": "degraded", "notRunning": stopped,
+            return json_answer({"status": "alive"})
+        return json_answer({"status": "degraded", "notRunning": stopped,
                         "workers": {name: state for name, state in
                                     self._workers.health().items() if name in stopped}}, 503)
 
@@ -286,14 +299,14 @@ class Api:
         model = self._slot.current
         if model is None:
             raise ApiError(503, "no_model", self._slot.error or "no model is loaded yet")
-        return _answer({"status": "ready",
+        return json_answer({"status": "ready",
                         "model": f"{model.package.name}:{model.package.version}"})
 
     async def model(self, request: web.Request) -> web.Response:
         model = self._slot.current
         if model is None:
             raise ApiError(503, "no_model", self._slot.error or "no model is loaded yet")
-        return _answer(model.info())
+        return json_answer(model.info())
 
     async def metrics(self, request: web.Request) -> web.Response:
         model = self._slot.current

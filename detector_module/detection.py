@@ -66,6 +66,13 @@ class PostProcess:
     def threshold(self, label: str) -> float:
         return self.label_min_score.get(label, self.min_score)
 
+    def admits(self, detection: Detection) -> bool:
+        """Whether a detection found under a lower floor passes these thresholds too. Greedy
+        NMS never lets a weaker box suppress a stronger one, so filtering what a lower floor
+        found keeps the boxes these thresholds would have found (up to the detection cap)."""
+        return ((not self.labels or detection.label in self.labels)
+                and detection.score >= self.threshold(detection.label))
+
 
 def label_of(labels: Sequence[str], class_id: int) -> str:
     """The label of a class id; a model with more classes than labels still answers."""

@@ -17,7 +17,7 @@ most :data:`EXCERPT` characters of a value.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from email.message import Message
 
@@ -40,6 +40,9 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.kind, self.message = status, kind, message
         self.headers = headers or {}
+        #: Further fields of the error body: the Custom Vision routes add Custom Vision's
+        #: ``code``, which its clients read.
+        self.fields: dict[str, str] = {}
 
 
 def excerpt(value: str) -> str:
@@ -87,33 +90,48 @@ def camera_id(request: web.Request) -> str | None:
 
 # -- bodies ----------------------------------------------------------------------------
 
-async def _read_limited(read_chunk: Callable[[int], Awaitable[bytes]], limit: int) -> bytes:
+async def _read_limited(read_chunk: Callable[[int], Awaitable[bytes]], limit: int,
+                        what: str) -> bytes:
     """Read chunk by chunk and stop at the limit, never buffering an oversized body."""
     chunks, size = [], 0
     while chunk := await read_chunk(CHUNK):
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "body_too_large", f"body is over the limit of {limit} bytes")
+            raise ApiError(413, "body_too_large", f"{what} is over the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
-    """The whole body: at most ``limit`` bytes, arrived within ``timeout_s``, not encoded."""
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+def check_encoding(headers: Mapping[str, str]) -> None:
+    """415 unless the body comes as it is: nothing here inflates a compressed body."""
+    encoding = headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise ApiError(415, "unsupported_encoding", f"Content-Encoding {excerpt(encoding)} is "
                        "not accepted: send the image bytes as they are (images are "
                        "compressed already)")
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "body_too_large", f"body of {request.content_length} bytes is "
-                       f"over the limit of {limit} bytes")
+
+
+async def read_stream(read_chunk: Callable[[int], Awaitable[bytes]], length: int | None,
+                      limit: int, timeout_s: float, what: str = "body") -> bytes:
+    """A whole body from ``read_chunk``: at most ``limit`` bytes whatever its declared
+    ``length`` says, arrived within ``timeout_s``. A request's body and an image fetched from
+    a URL (:mod:`detector_module.image_url`) are both read here, under the same bounds."""
+    if length is not None and length > limit:
+        raise ApiError(413, "body_too_large", f"{what} of {length} bytes is over the limit "
+                       f"of {limit} bytes")
     try:
         async with asyncio.timeout(timeout_s):
-            return await _read_limited(request.content.read, limit)
+            return await _read_limited(read_chunk, limit, what)
     except TimeoutError:
-        raise ApiError(408, "body_timeout", f"the body did not arrive within {timeout_s} s "
+        raise ApiError(408, "body_timeout", f"{what} did not arrive within {timeout_s} s "
                        "(server.body_timeout_s)") from None
+
+
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body: at most ``limit`` bytes, arrived within ``timeout_s``, not encoded."""
+    check_encoding(request.headers)
+    return await read_stream(request.content.read, request.content_length, limit, timeout_s,
+                             "the body")
 
 
 def _field_name(head: bytes) -> str | None:

@@ -31,6 +31,7 @@ from config.detector import DetectorSettings, ServerSettings
 from detector_module.adapters import AdapterError
 from detector_module.api import Api
 from detector_module.backends import BackendError, InferenceOptions
+from detector_module.customvision_api import CustomVisionApi
 from detector_module.engine import LoadedModel, ModelSlot, load_model, sanity_check
 from detector_module.events import DetectionEvents
 from detector_module.metrics import Metrics
@@ -68,6 +69,7 @@ class DetectorService(ModuleService[DetectorSettings]):
         self._executor = ThreadPoolExecutor(MAX_WORKERS, thread_name_prefix="detect")
         self._api = Api(lambda: runtime.settings, self.slot, self.events, self.metrics,
                         self._executor, runtime.workers)
+        self._api.mount(CustomVisionApi(self._api).routes())
         self._port_override = port
         self.port: int | None = None
         #: The reported ``inference`` section; replaced whole on every change.

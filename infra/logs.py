@@ -30,6 +30,8 @@ _SECRETS = [
     re.compile(r"([?&]sig=)[^&\s\"']+", re.IGNORECASE),
     re.compile(r"(SharedAccessSignature=)[^;\s\"']+", re.IGNORECASE),
     re.compile(r"(SharedAccessSignature )[^;\s\"']+", re.IGNORECASE),
+    # Custom Vision's key header, as a header line or a dumped header map shows it.
+    re.compile(r"(Prediction[-_]Key[\"']?[:=] ?[\"']?)[^\s\"',;}]+", re.IGNORECASE),
 ]
 REDACTED = "***"
 #: How much of an outside value an error, a log line or a report quotes.

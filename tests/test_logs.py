@@ -31,6 +31,9 @@ SECRETS = [
     ("https://models.example/pkg.zip?token=t0ps3cr3t", "t0ps3cr3t"),
     ("http://user:pa55word@10.0.0.5/model.zip", "pa55word"),
     ("rtsp://admin:hunter2@192.168.1.64:554/Streaming/Channels/101", "hunter2"),
+    ("Prediction-Key: 0f1e2d3c4b5a69788796a5b4c3d2e1f0", "0f1e2d3c4b5a69788796a5b4c3d2e1f0"),
+    ("{'Prediction-key': 'k3y-N0t-Sh0wn', 'Accept': 'application/json'}", "k3y-N0t-Sh0wn"),
+    ("custom_vision:\n  prediction_key: k3y-N0t-Sh0wn", "k3y-N0t-Sh0wn"),
 ]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import onnxruntime
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -50,6 +51,35 @@ def test_no_dependency_names_plain_onnxruntime() -> None:
     on_x86 = {r.name for r in _requirements() if _applies_on(r, "x86_64")}
     assert "onnxruntime-openvino" in on_x86
     assert not on_x86 & {"onnxruntime", "onnxruntime-gpu"}
+
+
+def _installed_closure(names: set[str]) -> set[str]:
+    """The installed distributions ``names`` pull in, transitively, as this machine's pip
+    resolved them (requirements behind an extra of theirs left out, as pip leaves them)."""
+    seen: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = distribution(name).requires or []
+        except PackageNotFoundError:
+            continue
+        todo += [r.name for r in map(Requirement, requires)
+                 if r.marker is None or r.marker.evaluate({"extra": ""})]
+    return seen
+
+
+def test_no_installed_dependency_pulls_in_plain_onnxruntime() -> None:
+    """A dependency of a dependency can name plain onnxruntime too (a test-only SDK, say):
+    walk what every requirement installed here pulls in."""
+    own = {r.name for r in _requirements() if _applies_on(r, "x86_64")} - {PROJECT["name"]}
+    closure = _installed_closure(own)
+    assert {"azure-cognitiveservices-vision-customvision", "msrest"} <= closure
+    assert "onnxruntime-openvino" in closure
+    assert not closure & {"onnxruntime", "onnxruntime-gpu"}
 
 
 def test_arm64_gets_exactly_one_onnxruntime() -> None:
