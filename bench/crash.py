@@ -26,18 +26,15 @@ bytes per clip (the clip files) within 5 % of the baseline's.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from bench.report import out, table  # noqa: E402
 from contracts.clip import ClipSidecar  # noqa: E402
 from infra.stats import percentile  # noqa: E402
+from local_run.camera_process import CameraProcess  # noqa: E402
 from local_run.processes import free_port, stop_process, wait_for_port  # noqa: E402
 from local_run.rtsp_camera import RtspServer  # noqa: E402
 from samples.world.encode import write_mp4  # noqa: E402
@@ -103,39 +101,8 @@ def true_time(number: int, claimed: float, epoch: float) -> float:
                key=lambda c: abs(c - claimed))
 
 
-@dataclass
-class Camera:
-    """One camera module process of one source tree."""
-
-    tree: Path
-    config: Path
-    data_dir: Path
-    popen: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Camera:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IOTEDGE_")}
-        env["PYTHONPATH"] = str(self.tree)
-        log = (self.data_dir.parent / f"{self.data_dir.name}.log").open("ab")
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "camera_module", "--config", str(self.config),
-             "--data-dir", str(self.data_dir), "--twin-wait", "1"],
-            cwd=self.tree, stdout=log, stderr=log, env=env)
-        log.close()
-        return self
-
-    def kill(self) -> None:
-        assert self.popen is not None
-        self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(10)
-
-    def stop(self) -> None:
-        if self.popen is not None and self.popen.poll() is None:
-            stop_process(self.popen, timeout_s=40)
-
-    def events(self, msg_type: str) -> list[dict[str, Any]]:
-        path = self.data_dir / "outputs" / "events.jsonl"
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [d["body"] for d in map(json.loads, filter(None, lines)) if d["type"] == msg_type]
+class Camera(CameraProcess):
+    """A camera module process whose CPU and disk writes are read from /proc."""
 
     def usage(self) -> tuple[float, int]:
         """CPU seconds and bytes written to the disk so far."""
@@ -186,15 +153,15 @@ def run_kills(folder: Path, count: int, rng: random.Random) -> list[dict[str, fl
     config = folder / "kills.yaml"
     config.write_text(yaml.safe_dump(camera_twin(rtsp.url, detector_url, outbox,
                                                  max_clip_s=60)))
-    camera = Camera(ROOT, config, folder / "kills-camera")
+    camera = Camera(config, folder / "kills-camera", twin_wait_s=1)
     kills: list[tuple[str, float]] = []
     try:
         for _ in range(count):
-            started = len(camera.events("event.started"))
+            started = len(camera.messages("event.started"))
             camera.start()
-            if not wait_for(lambda n=started: len(camera.events("event.started")) > n, 30):
+            if not wait_for(lambda n=started: len(camera.messages("event.started")) > n, 30):
                 raise RuntimeError("no event started; see kills-camera.log")
-            event_id = camera.events("event.started")[started]["eventId"]
+            event_id = camera.messages("event.started")[started]["eventId"]
             time.sleep(rng.uniform(1.0, 8.0))  # a random moment inside the event
             kills.append((event_id, time.time()))
             camera.kill()
@@ -240,7 +207,8 @@ def run_cost(folder: Path, minutes: float, baseline: str) -> dict[str, dict[str,
             config = folder / f"{name}.yaml"
             config.write_text(yaml.safe_dump(camera_twin(rtsp.url, detector_url,
                                                          folder / f"{name}-outbox")))
-            cameras[name] = Camera(tree, config, folder / f"{name}-camera").start()
+            cameras[name] = Camera(config, folder / f"{name}-camera", tree=tree,
+                                   twin_wait_s=1).start()
         time.sleep(WARM_UP_S)
         before = {n: c.usage() for n, c in cameras.items()}
         clips0 = {n: _clips(folder / f"{n}-outbox") for n in cameras}

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,6 +23,7 @@ import pytest
 import yaml
 
 from contracts.clip import ClipSidecar
+from local_run.camera_process import CameraProcess
 from local_run.fake_detector import FakeDetector
 from local_run.rtsp_camera import RtspServer
 from tests.camera.clips import frame_index, read_clip, sidecars, small_frames
@@ -66,45 +63,6 @@ def first_and_last_truth(clip: Path, sidecar: ClipSidecar, source: list[Any],
     frames = small_frames(clip)
     return (true_time(frames[0], sidecar.start_utc.timestamp(), source, epoch),
             true_time(frames[-1], sidecar.end_utc.timestamp(), source, epoch))
-
-
-class CameraProcess:
-    """``python -m camera_module`` on a local twin file, as IoT Edge would run it."""
-
-    def __init__(self, config: Path, data_dir: Path) -> None:
-        self.config, self.data_dir = config, data_dir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> CameraProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IOTEDGE_")}
-        env["PYTHONPATH"] = str(ROOT)
-        log = (self.data_dir.parent / "camera.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "camera_module", "--config", str(self.config),
-             "--data-dir", str(self.data_dir), "--twin-wait", "2"],
-            stdout=log, stderr=log, env=env, cwd=ROOT, start_new_session=True)
-        log.close()
-        return self
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(40)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def messages(self, msg_type: str) -> list[dict[str, Any]]:
-        path = self.data_dir / "outputs" / "events.jsonl"
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [doc["body"] for doc in map(json.loads, filter(None, lines))
-                if doc["type"] == msg_type]
 
 
 @pytest.fixture
