@@ -136,8 +136,10 @@ class RecordingSettings(Section):
         "ring buffer holds this much of the camera's video in memory (about bitrate x seconds: "
         "30 MB at 4 Mbit/s for 60 s), so raise it with care.", unit="s", gt=0, le=600)
     outbox_dir: Path = setting(
-        Path("data/outbox"), "Folder shared with the uploader; finished clips appear here "
-        "atomically. Relative paths are relative to the working directory.", restart=True,
+        Path("outbox"), "Folder shared with the uploader; finished clips appear here "
+        "atomically. A relative path is under the module's --data-dir, so the camera and the "
+        "uploader meet only where both are given one folder (the deployment and "
+        "`graffiti-edge up` do).", restart=True,
     )
     sync_interval_s: float = setting(
         1.0, "While an event runs, its video and detections are appended to "

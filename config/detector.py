@@ -65,8 +65,8 @@ class InferenceSettings(Section):
                                "AUTO, and the CPU provider's pool); 0 lets the runtime choose.",
                                ge=0, le=256)
     cache_dir: Path | None = setting(
-        Path("data/ov_cache"), "Folder for compiled models, so a restart does not recompile. "
-        "Empty disables the cache.",
+        Path("ov_cache"), "Folder for compiled models, so a restart does not recompile; a "
+        "relative path is under the module's --data-dir. Empty disables the cache.",
     )
     load_timeout_s: float = setting(
         120.0, "Time a new model has to open, warm up and pass the sanity check in its trial "
@@ -76,6 +76,12 @@ class InferenceSettings(Section):
         2048, "Memory (private data) a new model's trial process may use to open and warm it "
         "up; a model that needs more is refused and the serving model stays.", unit="MB",
         ge=256, le=1_048_576)
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        """An empty string would be the path ".", which is the data dir itself, not "off"."""
+        return None if value == "" else value
 
     @field_validator("device")
     @classmethod
@@ -168,7 +174,8 @@ class DesiredModel(Section):
 class ModelRepositorySettings(Section):
     """The local model store on the module's volume, and how packages are fetched into it."""
 
-    dir: Path = setting(Path("data/models"), "Root of models/<name>/<version>/.", restart=True)
+    dir: Path = setting(Path("models"), "Root of <name>/<version>/; a relative path is under "
+                        "the module's --data-dir.", restart=True)
     keep_versions: int = setting(3, "Versions kept per model name; the active one is never "
                                  "pruned.", ge=1, le=50)
     allow_unverified: bool = setting(False, "Accept a package whose twin entry has no checksum.")

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from config.errors import FieldError, SettingsRejected, errors_from_validation
 from config.fields import Section, restart_required_paths
 from config.layers import Doc, check_document, has_path, merge, strip_metadata
+from config.paths import under_data_dir
 from infra.durable import write_atomic
 from infra.logs import event
 
@@ -94,8 +95,12 @@ class SettingsStore(Generic[S]):
         env_layer: Doc | None = None,
         file_source: str = "file",
         last_good_path: Path | None = None,
+        data_dir: Path | None = None,
     ) -> None:
+        """``data_dir``: the module's --data-dir, under which relative folder settings lie
+        (:mod:`config.paths`); None leaves them as given (a file checked on its own)."""
         self.model = model
+        self._data_dir = data_dir
         self._lower: list[tuple[str, Doc]] = [
             (file_source, file_layer or {}),
             ("env", env_layer or {}),
@@ -244,7 +249,7 @@ class SettingsStore(Generic[S]):
         for _, layer in layers:
             doc = merge(doc, layer)
         try:
-            return self.model.model_validate(doc), [], []
+            settings = self.model.model_validate(doc)
         except ValidationError as exc:
             locs: list[Loc] = [tuple(e["loc"]) for e in exc.errors(include_url=False)]
             errors = [
@@ -252,6 +257,9 @@ class SettingsStore(Generic[S]):
                 for e, loc in zip(errors_from_validation(exc, self.model), locs, strict=True)
             ]
             return None, errors, locs
+        if self._data_dir is not None:
+            settings = under_data_dir(settings, self._data_dir)
+        return settings, [], []
 
     def _repair(self, candidate: Doc, basis: Doc) -> tuple[Doc, S | None, list[FieldError]]:
         """``candidate`` with every field that does not validate put back to its value in

@@ -53,7 +53,9 @@ class UploadSettings(Section):
 class OutboxSettings(Section):
     """The local folder of finished clips, shared with the camera module."""
 
-    dir: Path = setting(Path("data/outbox"), "Folder watched for finished clips.", restart=True)
+    dir: Path = setting(Path("outbox"), "Folder watched for finished clips, the camera's "
+                        "recording.outbox_dir; a relative path is under the module's "
+                        "--data-dir.", restart=True)
     quota_mb: float = setting(2048.0, "Most disk the outbox may use (pending, incomplete and "
                               "kept clips; quarantine/ is not counted); beyond it kept clips "
                               "are deleted, then pending clips evicted with an alert.",

@@ -123,6 +123,7 @@ class ModuleRuntime(Generic[S]):
             env_layer=env_layer(spec.env_prefix, environ),
             file_source=str(options.config_file or "file"),
             last_good_path=options.data_dir / "state" / "settings.last_good.json",
+            data_dir=options.data_dir.absolute(),
         )
         self._methods: dict[str, MethodHandler] = {"ping": self._ping}
         self.reporter = StatusReporter(self._report)

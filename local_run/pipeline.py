@@ -31,7 +31,7 @@ from local_run.azurite import Azurite
 from local_run.outputs import OutputLine, Sent, of_type, read_lines, typed
 from local_run.processes import free_port, port_is_free
 from local_run.rtsp_camera import RtspServer
-from local_run.supervisor import MODULE_ORDER, ModuleProcess, Supervisor
+from local_run.supervisor import MODULE_ORDER, ModuleProcess, Supervisor, shared_outbox
 
 # Blob Storage on IoT Edge listens here on a train; Azurite takes the port when it is free.
 BLOB_ON_EDGE_PORT = 11002
@@ -69,7 +69,7 @@ class Pipeline:
         self.spec = spec
         self.root = spec.root.resolve()
         self.twins_dir = self.root / "twins"
-        self.outbox = self.root / "outbox"
+        self.outbox = shared_outbox(self.root)
         port = spec.azurite_port
         if port is None:
             port = BLOB_ON_EDGE_PORT if port_is_free(BLOB_ON_EDGE_PORT) else free_port()

@@ -1,7 +1,10 @@
 """The local stand-in for edgeAgent: run modules as processes, stop them all, leave nothing.
 
 Each module runs in its own process group with its log in ``<data>/logs/<module>.log``, so a
-Ctrl-C or an error in the caller still ends every child (and their children).
+Ctrl-C or an error in the caller still ends every child (and their children). Each module's
+``--data-dir`` is ``<data>/<module>``; the one folder two modules share, the outbox, is
+``<data>/outbox``, given to the camera and the uploader through the environment as the
+deployment manifest gives them the outbox volume (a twin file that names one still wins).
 """
 
 from __future__ import annotations
@@ -26,6 +29,17 @@ log = logging.getLogger(__name__)
 MODULE_ORDER = ("detector", "uploader", "camera")
 
 
+def shared_outbox(data_root: Path) -> Path:
+    """The folder the camera writes clips to and the uploader drains, in a local run."""
+    return (data_root / "outbox").absolute()
+
+
+def _shared_folders(data_root: Path) -> dict[str, str]:
+    """Absolute, so that neither module reads it as relative to its own --data-dir."""
+    outbox = str(shared_outbox(data_root))
+    return {"CAMERA_RECORDING__OUTBOX_DIR": outbox, "UPLOADER_OUTBOX__DIR": outbox}
+
+
 @dataclass
 class ModuleProcess:
     name: str
@@ -48,7 +62,7 @@ class Supervisor:
         self.modules = modules
         self.config_dir = config_dir
         self.data_root = data_root
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, **_shared_folders(data_root), **(env or {})}
         self.running: list[ModuleProcess] = []
 
     def start(self) -> None:

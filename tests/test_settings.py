@@ -16,6 +16,7 @@ from config.camera import CameraSettings
 from config.detector import DetectorSettings
 from config.errors import SettingsRejected
 from config.layers import diff, env_layer, merge
+from config.paths import data_paths
 from config.registry import MODULES
 from config.store import SettingsStore
 from tests.support.documents import nested
@@ -359,3 +360,36 @@ def test_per_label_keys_follow_iot_hubs_rule_for_twin_keys(key: str) -> None:
     outcome = SettingsStore(CameraSettings).apply_patch(
         {"trigger": {"label_min_score": {key: 0.5}}})
     assert not outcome.accepted and "IoT Hub refuses such keys" in outcome.errors[0].reason
+
+
+def runtime_settings(module: str, data_dir: Path, environ: dict[str, str] | None = None) -> Any:
+    """The settings a module started with ``--data-dir data_dir`` runs with (defaults and
+    ``environ``; no twin)."""
+    from edge_link.runtime import ModuleRuntime, RuntimeOptions
+
+    spec = MODULES[module]
+    return ModuleRuntime(spec, RuntimeOptions(None, data_dir), environ=environ or {}).settings
+
+
+def test_two_detectors_with_different_data_dirs_share_no_state(tmp_path: Path) -> None:
+    one, two = (runtime_settings("detector", tmp_path / name) for name in ("one", "two"))
+    assert one.model_repository.dir == tmp_path / "one" / "models"
+    assert two.inference.cache_dir == tmp_path / "two" / "ov_cache"
+    assert set(data_paths(one).values()).isdisjoint(data_paths(two).values())
+    # An absolute path (a volume) is taken as it is; an empty cache folder is no cache.
+    volume = runtime_settings("detector", tmp_path / "one",
+                              {"DETECTOR_MODEL_REPOSITORY__DIR": "/models"})
+    assert volume.model_repository.dir == Path("/models")
+    store = SettingsStore(DetectorSettings, data_dir=tmp_path / "one")
+    assert store.apply_patch({"inference": {"cache_dir": ""}}).accepted
+    assert store.current.inference.cache_dir is None
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_default_folder_is_under_the_data_dir(module: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    folders = data_paths(runtime_settings(module, Path("data") / module))
+    assert folders, "no folder setting found"
+    for setting, path in folders.items():
+        assert path.is_relative_to(tmp_path / "data" / module), (setting, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -50,6 +51,16 @@ def test_up_command_defaults_to_all_modules(tmp_path: Path, config_dir: Path,
                  "--config-dir", str(config_dir)]) == 0
     out = capsys.readouterr().out
     assert "stopped: detector exit 0, uploader exit 0, camera exit 0" in out
+    data = (tmp_path / "data").absolute()
+
+    def in_force(module: str) -> dict:
+        return json.loads((data / module / "reported.json").read_text())["settings"]["inForce"]
+    # The camera and the uploader meet in one outbox; the rest of the state is per module.
+    assert in_force("camera")["recording"]["outbox_dir"] == str(data / "outbox")
+    assert in_force("uploader")["outbox"]["dir"] == str(data / "outbox")
+    detector = in_force("detector")
+    assert detector["model_repository"]["dir"] == str(data / "detector" / "models")
+    assert detector["inference"]["cache_dir"] == str(data / "detector" / "ov_cache")
     with pytest.raises(SystemExit):
         main(["up", "bogus"])
 

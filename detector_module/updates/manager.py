@@ -3,8 +3,11 @@
 One worker thread handles the latest desired entry. A newer patch bumps a generation
 counter; the running download sees it at its next block, stops, and its partial file is
 removed (no half state). A stop of the module keeps the partial file, so the next start
-resumes it. Steps: same version as serving -> nothing; version kept in the repository ->
-switch without download (rollback); else download, verify, unpack, install, activate.
+resumes it. Steps: the package serving is the one the twin names -> nothing; a kept package
+is -> switch without download (rollback); else download, verify, unpack, install, activate.
+Which package the twin names is decided by :func:`~detector_module.updates.identity.is_wanted`
+(version and content, never another model's version); a download whose name and version are
+installed with other content is refused (versions are immutable).
 Every step shows in the reported property ``model`` (the module's status reporter asks
 :meth:`ModelManager.status`); activation also sends :class:`ModelActivated` to output
 ``model``. A failure leaves the old model serving with status ``failed``.
@@ -42,7 +45,8 @@ from detector_module.updates.download import (
     download,
     safe_url,
 )
-from detector_module.updates.repository import ModelRepository
+from detector_module.updates.identity import Content, Installed, is_wanted
+from detector_module.updates.repository import Immutable, ModelRepository
 from detector_module.updates.unpack import unpack
 from detector_module.updates.verify import VerifyError, verify
 from edge_link.runtime import ModuleRuntime
@@ -141,20 +145,25 @@ class ModelManager:
             return
         version = str(desired.version)
         serving = self._serving()
-        if serving is not None and serving[1] == version:
+        serving_name = serving[0] if serving else None
+        if serving is not None and is_wanted(
+                Installed(*serving, self.repository.content(*serving)), desired, serving_name):
             event(log, logging.INFO, "model.already_active", model=serving[0], version=version)
             if self.state.get("version") != version or self.state.get("status") != "active":
                 self._update(name=serving[0], version=version, status="active", error=None,
                              progress=None)
             return
-        kept = self.repository.find(version, prefer=serving[0] if serving else None)
+        kept = next((p for p in self.repository.installed(version)
+                     if is_wanted(p, desired, serving_name)), None)
         if kept is not None:
-            event(log, logging.INFO, "model.rollback", model=kept.parent.name, version=version)
-            self._load(kept, kept.parent.name, version, generation, source="repository")
+            event(log, logging.INFO, "model.rollback", model=kept.name, version=version)
+            self._load(self.repository.path(kept.name, version), kept.name, version,
+                       generation, source="repository")
             return
         if not desired.url:
-            self._fail(version, f"version {version} is not in the repository and the twin "
-                       "gives no url")
+            model = f" of model {serving_name}" if serving_name else ""
+            self._fail(version, f"version {version}{model} is not in the repository and the "
+                       "twin gives no url")
             return
         self._fetch(desired, desired.url, version, generation)
 
@@ -189,8 +198,9 @@ class ModelManager:
         finally:
             discard_partial(self.repository.downloads, url, version)
         if installed is not None:
-            self._load(installed, installed.parent.name, version, generation,
-                       source=safe_url(url), fresh=True)
+            path, fresh = installed
+            self._load(path, path.parent.name, version, generation, source=safe_url(url),
+                       fresh=fresh)
 
     def _download(self, url: str, version: str, generation: int,
                   options: DownloadOptions) -> Path | None:
@@ -231,8 +241,9 @@ class ModelManager:
         return progress
 
     def _install(self, part: Path, desired: DesiredModel, url: str, version: str,
-                 generation: int) -> Path | None:
-        """Unpack into staging and move into the repository; None if refused or superseded."""
+                 generation: int) -> tuple[Path, bool] | None:
+        """Unpack into staging and move into the repository: the folder and whether it is new
+        (False: that very package was there); None if refused or superseded."""
         settings = self.runtime.settings.model_repository
         staged = self.repository.new_staging()
         try:
@@ -243,7 +254,11 @@ class ModelManager:
                                    f"twin asks for {version}")
             if self._cancelled(generation)():
                 return None
-            return self.repository.install(staged, name, version)
+            fresh = not self.repository.path(name, version).is_dir()
+            return self.repository.install(staged, name, version, Content.of_file(part)), fresh
+        except Immutable as exc:
+            self._fail(version, str(exc), name)
+            return None
         except (PackageError, ValueError, OSError) as exc:
             self._fail(version, f"bad package: {exc}")
             return None

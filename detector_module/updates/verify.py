@@ -27,7 +27,8 @@ def digests(path: Path) -> tuple[str, str]:
     return base64.b64encode(md5.digest()).decode("ascii"), sha.hexdigest()
 
 
-def _md5_bytes(content_md5: str) -> bytes:
+def md5_bytes(content_md5: str) -> bytes:
+    """The digest a twin's content_md5 names (base64, or hex); VerifyError if it names none."""
     value = content_md5.strip()
     try:
         raw = base64.b64decode(value, validate=True)
@@ -50,7 +51,7 @@ def verify(path: Path, *, content_md5: str | None, sha256: str | None,
         raise VerifyError("the twin gives no checksum (content_md5 or sha256) and "
                           "model_repository.allow_unverified is false")
     md5_b64, sha_hex = digests(path)
-    if content_md5 and base64.b64decode(md5_b64) != _md5_bytes(content_md5):
+    if content_md5 and base64.b64decode(md5_b64) != md5_bytes(content_md5):
         raise VerifyError(f"MD5 mismatch: the file is not the one content_md5 "
                           f"{content_md5.strip()[:40]!r} names")
     if sha256 and sha256.lower() != sha_hex:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +17,7 @@ from jsonschema import Draft4Validator
 from pydantic import BaseModel, ValidationError
 
 from config.layers import env_layer, merge
+from config.paths import data_paths, under_data_dir
 from config.registry import MODULES
 from tests.deploy.conftest import BLOB_MODULE, agent_modules, desired, sample_variables
 
@@ -122,6 +124,19 @@ def test_detector_keeps_models_and_every_module_its_state_on_a_volume(
             f"{spec.env_prefix}DATA_DIR"]["value"]
         volumes.append(binds(manifest, f"{module}_module")[data_dir])
     assert len(set(volumes)) == len(volumes), "each module needs its own state volume"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_every_folder_of_a_module_is_on_one_of_its_volumes(manifest: dict[str, Any],
+                                                           module: str) -> None:
+    """Relative folders are under the module's DATA_DIR: that too must be a volume, or the
+    model repository, the compiled-model cache or the outbox is lost with the container."""
+    data_dir = agent_modules(manifest)[f"{module}_module"]["env"][
+        f"{MODULES[module].env_prefix}DATA_DIR"]["value"]
+    settings = under_data_dir(module_settings(manifest, module), Path(data_dir))
+    volumes = [Path(target) for target in binds(manifest, f"{module}_module")]
+    for setting, path in data_paths(settings).items():
+        assert any(path.is_relative_to(v) for v in volumes), (setting, path)
 
 
 def test_camera_reaches_the_detector_by_module_name(manifest: dict[str, Any]) -> None:

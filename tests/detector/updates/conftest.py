@@ -44,6 +44,14 @@ def package_bytes(version: str, *, pad: int = 0, model: bytes | None = None,
     return buf.getvalue()
 
 
+def unpacked(folder: Path, version: str, name: str = "graffiti-test") -> Path:
+    """A package folder (as the repository keeps one) of ``version``."""
+    folder.mkdir(parents=True)
+    with zipfile.ZipFile(io.BytesIO(package_bytes(version, name=name))) as zf:
+        zf.extractall(folder)
+    return folder
+
+
 #: A running detector; its twin (a dict) may hold a ``model`` section.
 Detector = Running
 

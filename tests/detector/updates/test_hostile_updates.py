@@ -16,7 +16,7 @@ import pytest
 from detector_module.updates.download import DownloadError, DownloadOptions, download, safe_url
 from infra.logs import KeyValueFormatter
 from tests.detector.running import Running
-from tests.detector.updates.conftest import md5_b64, package_bytes
+from tests.detector.updates.conftest import md5_b64, package_bytes, unpacked
 from tests.detector.updates.server import PackageServer
 from tests.detector.updates.test_updates import model_state, serving, wait_status
 from tests.support.polling import wait_until
@@ -28,17 +28,6 @@ def log_lines(caplog: pytest.LogCaptureFixture) -> str:
     """The captured records as the module writes them (redaction and escaping included)."""
     formatter = KeyValueFormatter()
     return "\n".join(formatter.format(r) for r in caplog.records)
-
-
-def unpacked(folder: Path, version: str) -> Path:
-    """A package folder (as the repository keeps one) of ``version``."""
-    import io
-    import zipfile
-
-    folder.mkdir(parents=True)
-    with zipfile.ZipFile(io.BytesIO(package_bytes(version))) as zf:
-        zf.extractall(folder)
-    return folder
 
 
 @pytest.mark.parametrize("version", ["absolute", "../../evil/9.0.0", "9.0.0/../../x", "..",

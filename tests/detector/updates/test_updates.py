@@ -244,7 +244,8 @@ def test_rollback_to_kept_version_without_download(detector: Start, server: Pack
     det.edit("model", **desired(url3, three, "3.0.0"))
     wait_status(det, "active", "3.0.0")
     server.requests.clear()
-    det.edit("model", version="2.0.0", url=url2.replace("/2.zip", "/gone.zip"))
+    # The twin names 2.0.0 by its checksum again; the URL is gone: no download is tried.
+    det.edit("model", **desired(url2.replace("/2.zip", "/gone.zip"), two, "2.0.0"))
     wait_status(det, "active", "2.0.0")
     assert serving(det) == "2.0.0"
     assert server.requests == []
