@@ -43,6 +43,16 @@ class _YoloHead(Adapter):
     _lead: ClassVar[int]
     _class_axis: ClassVar[int]
 
+    @classmethod
+    def recognises(cls, backend: Backend) -> bool:
+        """A single [1, a, b] output whose class axis is the shorter one (fewer columns than
+        candidates) and holds at least one class."""
+        dims = _single_output(backend)
+        if dims is None:
+            return False
+        columns, candidates = dims[cls._class_axis - 1], dims[2 - cls._class_axis]
+        return cls._lead < columns < candidates
+
     def default_spec(self) -> InputSpec:
         return self.image_spec((640, 640), resize="letterbox", pad_value=114)
 
@@ -73,11 +83,6 @@ class YoloV8(_YoloHead):
     summary = "YOLOv8-style single output [1, 4+C, N] (also the project's sample model)"
     _lead, _class_axis = 4, 1
 
-    @classmethod
-    def recognises(cls, backend: Backend) -> bool:
-        dims = _single_output(backend)
-        return dims is not None and 5 <= dims[0] < dims[1]
-
     def rows(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return output[:4].T, output[4:].T
 
@@ -91,11 +96,6 @@ class YoloV5(_YoloHead):
     aliases = ("automl-yolov5", "automl", "yolov5-onnx")
     summary = "Azure ML AutoML YOLOv5 ONNX [1, N, 5+C], letterboxed"
     _lead, _class_axis = 5, 2
-
-    @classmethod
-    def recognises(cls, backend: Backend) -> bool:
-        dims = _single_output(backend)
-        return dims is not None and 6 <= dims[1] < dims[0]
 
     def rows(self, output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return output[:, :4], output[:, 5:] * output[:, 4:5]
