@@ -42,4 +42,11 @@ def deployment_command(built: BuiltPackage, content_file: str, *,
     words = ["az", "iot", "edge", "deployment", "create", "--hub-name", "$HUB",
              "--deployment-id", deployment_id, "--layered", "--content", content_file,
              "--target-condition", target_condition, "--priority", str(priority)]
-    return " ".join(w if w == "$HUB" else shlex.quote(w) for w in words)
+    return " ".join(w if w == "$HUB" else _quote(w) for w in words)
+
+
+def _quote(word: str) -> str:
+    """Shell quoting that keeps a target condition readable: "tags.fleet='graffiti'"."""
+    if "'" in word and not any(c in word for c in '"$`\\!'):
+        return f'"{word}"'
+    return shlex.quote(word)

@@ -119,7 +119,8 @@ def test_model_package_checks_then_writes_and_prints_what_to_send(
         "properties.desired.model"] == patch["model"]
     assert re.search(r"az iot edge deployment create --hub-name \$HUB --deployment-id "
                      r"model-tags-1-2-0 --layered --content \S+tags-1\.2\.0\.layer\.json "
-                     r"--target-condition \"?'?tags\.fleet", out)
+                     r"--target-condition \"tags\.fleet='graffiti'\" --priority 20$", out,
+                     re.MULTILINE)
     built = load_package(output)
     assert (built.name, built.version, built.labels) == ("tags", "1.2.0", tuple(LABELS))
     model = load_model(built, InferenceOptions(cache_dir=None))
