@@ -19,7 +19,7 @@ from infra.logs import setup_logging
 
 # The group modules, in the order ``--help`` lists their commands.
 GROUPS = ("config.commands", "local_run.cli", "samples.cli", "edge_link.cli", "cli.deploy",
-          "viewer.cli")
+          "detector_module.cli", "viewer.cli")
 
 
 def installed_groups() -> Iterator[ModuleType]:

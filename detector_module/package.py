@@ -15,6 +15,7 @@ the labels are at most :data:`MAX_LABELS` lines of printable text of at most
 
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 from collections.abc import Callable
@@ -29,7 +30,10 @@ from contracts.identifiers import BadIdentifier, Identifier, check_identifier
 
 MANIFEST = "manifest.json"
 MODEL_SUFFIXES = (".onnx", ".tflite")
-LABEL_FILES = ("labels.txt", "labelmap.txt", "coco_classes.txt", "classes.txt")
+# labels.json: Azure ML AutoML's (a JSON list of names, in class id order).
+LABEL_FILES = ("labels.txt", "labelmap.txt", "coco_classes.txt", "classes.txt", "labels.json")
+#: What a Custom Vision export zip says about itself (ModelFileName, LabelFileName, ...).
+CV_EXPORT_MANIFEST = "cvexport.manifest"
 _VERSIONED = re.compile(r"^(?P<name>.+?)[-_]v?(?P<version>\d+(\.\d+)*)$")
 #: Largest model input side a manifest may ask for (large detection models take 1280-1536).
 MAX_INPUT_SIDE = 4096
@@ -69,6 +73,11 @@ class Manifest(BaseModel):
     input: ManifestInput | None = None
     default_min_score: float | None = Field(None, ge=0, le=1)
     class_offset: int | None = Field(None, ge=-1, le=1)
+    #: Custom Vision compact exports: whether x/y need a sigmoid before the cell offset
+    #: (older exports) or not (the current official sample); None: the adapter's default.
+    xy_sigmoid: bool | None = None
+    #: Load even when the model's class count differs from the number of labels.
+    allow_label_count_mismatch: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,9 +135,22 @@ def _name_version(source: Path, manifest: Manifest) -> tuple[str, str]:
         raise PackageError(f"{exc}; name the package {MANIFEST} name and version") from None
 
 
+def _label_lines(text: str, labels_file: str) -> list[str]:
+    """A labels.txt's non-empty lines, or the names of a labels.json list."""
+    if not labels_file.lower().endswith(".json"):
+        return [line for line in text.splitlines() if line.strip()]
+    try:
+        names = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PackageError(f"{labels_file} is not JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise PackageError(f"{labels_file} must be a JSON list of label names")
+    return names
+
+
 def _labels(text: str, labels_file: str) -> tuple[str, ...]:
-    """The labels, one per non-empty line, bounded in number and length."""
-    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+    """The labels, one per non-empty line (or JSON list entry), bounded in number and length."""
+    labels = tuple(line.strip() for line in _label_lines(text, labels_file))
     if len(labels) > MAX_LABELS:
         raise PackageError(f"{labels_file} has {len(labels)} labels, over the limit of "
                            f"{MAX_LABELS}")
@@ -175,6 +197,8 @@ def _assemble(source: Path, sizes: dict[str, int], read: Callable[[str], bytes],
         except ValidationError as exc:
             raise PackageError(f"invalid {MANIFEST}: {exc.errors()[0]['loc']}: "
                                f"{exc.errors()[0]['msg']}") from None
+    elif CV_EXPORT_MANIFEST in sizes:
+        manifest = _from_cv_export(read(CV_EXPORT_MANIFEST), set(names))
     model_file = _pick(names, manifest.model_file and _plain(manifest.model_file, "model_file"),
                        MODEL_SUFFIXES, "model file")
     if model_file is None:
@@ -193,6 +217,20 @@ def _assemble(source: Path, sizes: dict[str, int], read: Callable[[str], bytes],
     name, version = _name_version(source, manifest)
     return ModelPackage(name=name, version=version, model_file=model_file,
                         model=read(model_file), labels=labels, manifest=manifest, source=source)
+
+
+def _from_cv_export(data: bytes, names: set[str]) -> Manifest:
+    """A Custom Vision export zip as the portal writes it: its cvexport.manifest names the
+    model and labels files (a JSON object; anything unreadable in it is simply not used)."""
+    try:
+        export = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return Manifest()
+    if not isinstance(export, dict):
+        return Manifest()
+    chosen = {key: export.get(field) for key, field in
+              (("model_file", "ModelFileName"), ("labels_file", "LabelFileName"))}
+    return Manifest(**{k: v for k, v in chosen.items() if isinstance(v, str) and v in names})
 
 
 def _semver_key(path: Path) -> tuple[int, ...]:

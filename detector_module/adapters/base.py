@@ -50,6 +50,11 @@ class Adapter(ABC):
                floor: float) -> Candidates:
         """Raw outputs to candidates; rows scoring below ``floor`` may be dropped early."""
 
+    def class_count(self) -> int | None:
+        """How many labels the model's class ids index, read from its output shapes; None
+        when the outputs do not say (class ids come as values, not as a tensor axis)."""
+        return None
+
     def feeds(self, tensor: np.ndarray, geometry: Geometry) -> dict[str, np.ndarray]:
         return {self.backend.inputs[0].name: tensor}
 
@@ -108,17 +113,42 @@ def _signature(backend: Backend) -> str:
 
 def adapter_for(backend: Backend, package: ModelPackage) -> Adapter:
     """The adapter named by the manifest's ``format``, else the one whose signature fits."""
+    return check_labels(_chosen(backend, package)(backend, package))
+
+
+def _chosen(backend: Backend, package: ModelPackage) -> type[Adapter]:
     wanted = package.manifest.format
     if wanted is not None:
         key = wanted.lower().replace("_", "-")
         for cls in _REGISTRY:
             if key == cls.format or key in cls.aliases:
-                return cls(backend, package)
+                return cls
         raise AdapterError(f"unknown model format {wanted!r} in the manifest; known formats: "
                            f"{', '.join(known_formats())}")
     for cls in _REGISTRY:
         if cls.recognises(backend):
-            return cls(backend, package)
+            return cls
+    names = {o.name.split(":")[0] for o in backend.outputs}
+    if {"boxes_0", "labels_0", "scores_0"} <= names:
+        raise AdapterError(
+            "this is an Azure ML AutoML Faster R-CNN or RetinaNet export (outputs boxes_0, "
+            "labels_0, scores_0), which the detector cannot run: no adapter decodes its "
+            "per-image outputs and the input wants ImageNet mean/std normalisation, which the "
+            "preprocessing does not have. Train or export the AutoML model as yolov5 instead")
     raise AdapterError(f"cannot tell the model format from its signature ({_signature(backend)}"
                        f"): set \"format\" in manifest.json to one of "
                        f"{', '.join(known_formats())}")
+
+
+def check_labels(adapter: Adapter) -> Adapter:
+    """Refuse a model whose class count differs from its labels: a detection would carry
+    the wrong name (or none), silently. ``allow_label_count_mismatch`` in the manifest lets
+    a deliberate mismatch through."""
+    classes = adapter.class_count()
+    labels = len(adapter.labels)
+    if (classes is not None and classes != labels
+            and not adapter.package.manifest.allow_label_count_mismatch):
+        raise AdapterError(
+            f"the model has {classes} classes but its labels file has {labels} labels: fix "
+            f"the labels, or set \"allow_label_count_mismatch\": true in manifest.json")
+    return adapter

@@ -14,9 +14,15 @@ from detector_module.adapters.base import Adapter, register
 from detector_module.backends import Backend
 from detector_module.detection import Candidates
 from detector_module.imaging import Geometry, InputSpec
+from detector_module.package import ModelPackage
 
 # The five YOLOv2 anchors of Custom Vision's compact object detection domain (grid cells).
 ANCHORS = np.array([[0.573, 0.677], [1.87, 2.06], [3.34, 5.47], [7.88, 3.53], [9.77, 9.17]])
+#: The current official sample (customvision-export-samples, onnx/object_detection/predict.py)
+#: adds the cell offset to x/y as they come; the older ones (the exported container's
+#: object_detection.py, WinML ObjectDetection.cs) take a sigmoid first. No export seen
+#: records which applies, so the manifest's ``xy_sigmoid`` says it, else this default.
+XY_SIGMOID_DEFAULT = False
 _RANGES = {"NominalRange_0_255": (0.0, 255.0), "Normalized_0_1": (0.0, 1.0),
            "Normalized_1_1": (-1.0, 1.0)}
 
@@ -40,8 +46,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 @register
 class CustomVisionCompact(Adapter):
     """Input ``data`` 1x3x416x416; output ``model_outputs0`` [1, 5*(5+C), H, W]: per cell and
-    anchor x, y (offsets in cells), w, h (log scale of the anchor), objectness logit, class
-    logits. Score = sigmoid(objectness) * softmax(classes)."""
+    anchor x, y (offsets in cells, or their logits when ``xy_sigmoid``), w, h (log scale of
+    the anchor), objectness logit, class logits. Score = sigmoid(objectness) *
+    softmax(classes)."""
 
     format = "customvision-compact"
     aliases = ("customvision", "custom-vision")
@@ -51,6 +58,18 @@ class CustomVisionCompact(Adapter):
     def recognises(cls, backend: Backend) -> bool:
         return ({i.name for i in backend.inputs} == {"data"}
                 and "model_outputs0" in {o.name for o in backend.outputs})
+
+    def __init__(self, backend: Backend, package: ModelPackage) -> None:
+        super().__init__(backend, package)
+        given = package.manifest.xy_sigmoid
+        #: Whether x/y are logits (older exports) or already offsets within the cell.
+        self.xy_sigmoid = XY_SIGMOID_DEFAULT if given is None else given
+
+    def class_count(self) -> int | None:
+        channels = next(o.shape for o in self.backend.outputs if o.name == "model_outputs0")
+        if len(channels) != 4 or not channels[1]:
+            return None
+        return channels[1] // len(ANCHORS) - 5
 
     def default_spec(self) -> InputSpec:
         return _metadata_spec(self, (416, 416))
@@ -62,8 +81,9 @@ class CustomVisionCompact(Adapter):
         anchors = len(ANCHORS)
         classes = channels // anchors - 5
         cells = raw.transpose(1, 2, 0).reshape(grid_h, grid_w, anchors, 5 + classes)
-        x = (cells[..., 0] + np.arange(grid_w)[None, :, None]) / grid_w
-        y = (cells[..., 1] + np.arange(grid_h)[:, None, None]) / grid_h
+        offsets = _sigmoid(cells[..., :2]) if self.xy_sigmoid else cells[..., :2]
+        x = (offsets[..., 0] + np.arange(grid_w)[None, :, None]) / grid_w
+        y = (offsets[..., 1] + np.arange(grid_h)[:, None, None]) / grid_h
         w = np.exp(cells[..., 2]) * ANCHORS[:, 0] / grid_w
         h = np.exp(cells[..., 3]) * ANCHORS[:, 1] / grid_h
         logits = cells[..., 5:]

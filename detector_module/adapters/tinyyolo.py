@@ -49,6 +49,10 @@ class TinyYoloV3(Adapter):
         self._scores = next(o.name for o in backend.outputs
                             if o.name not in (self._indices, self._boxes))
 
+    def class_count(self) -> int | None:
+        shape = next(o.shape for o in self.backend.outputs if o.name == self._scores)
+        return shape[-2] if len(shape) == 3 else None
+
     def default_spec(self) -> InputSpec:
         image = next(i for i in self.backend.inputs if i is not _shape_input(self.backend))
         size = (image.shape[3], image.shape[2]) if len(image.shape) == 4 else (None, None)

@@ -155,3 +155,42 @@ def dynamic_yolov8_model(rows: list[list[float]], classes: int) -> bytes:
     """A yolov8-layout model whose input size is dynamic (the manifest must give it)."""
     return constant_model([("images", "float32", [1, 3, "h", "w"])],
                           {"output0": yolov8_output(rows, classes)})
+
+
+def compact_raw(classes: int, cell: tuple[int, int], anchor: int,
+                values: list[float], grid: int = 13) -> np.ndarray:
+    """A Custom Vision compact ``model_outputs0`` [1, 5 * (5 + classes), grid, grid] where only
+    ``anchor`` at ``cell`` (row, column) holds ``values`` (x, y, w, h, objectness, classes);
+    every other anchor has objectness logit -30 (nothing there)."""
+    raw = np.zeros((1, 5 * (5 + classes), grid, grid), np.float32)
+    raw[0, 4::5 + classes] = -30.0
+    base = anchor * (5 + classes)
+    raw[0, base:base + 5 + classes, cell[0], cell[1]] = values
+    return raw
+
+
+def compact_model(raw: np.ndarray, metadata: dict[str, str] | None = None) -> bytes:
+    """A Custom Vision compact export's signature: input ``data`` 1x3x416x416."""
+    return constant_model([("data", "float32", [1, 3, 416, 416])], {"model_outputs0": raw},
+                          metadata)
+
+
+#: A TF2 object detection export's eight outputs (2 classes + background, 3 rows, 2 counted),
+#: as TF2 ONNX converters name them; multiclass and raw scores carry the class count.
+TF2_SSD = {
+    "detection_anchor_indices": np.array([[7, 3, 1]], np.float32),
+    "detection_boxes": np.array([[[0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 1.0, 0.9], [0, 0, 1, 1]]],
+                                np.float32),
+    "detection_classes": np.array([[1, 2, 1]], np.float32),
+    "detection_multiclass_scores": np.full((1, 3, 3), 0.1, np.float32),
+    "detection_scores": np.array([[0.9, 0.7, 0.95]], np.float32),
+    "num_detections": np.array([2], np.float32),
+    "raw_detection_boxes": np.full((1, 12, 4), 0.5, np.float32),
+    "raw_detection_scores": np.full((1, 12, 3), 0.2, np.float32),
+}
+
+
+def tf2_ssd_model(order: list[str], suffix: str = "") -> bytes:
+    """The TF2 export with its outputs in ``order`` (names from TF2_SSD) plus ``suffix``."""
+    return constant_model([("input_tensor" + suffix, "uint8", [1, 320, 320, 3])],
+                          {name + suffix: TF2_SSD[name] for name in order})
