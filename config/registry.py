@@ -20,11 +20,21 @@ class ModuleSpec(Generic[S]):
     name: str
     settings: type[S]
     env_prefix: str
+    description: str  # the module's --help and its entry in docs
 
 
-CAMERA: ModuleSpec[CameraSettings] = ModuleSpec("camera", CameraSettings, "CAMERA_")
-DETECTOR: ModuleSpec[DetectorSettings] = ModuleSpec("detector", DetectorSettings, "DETECTOR_")
-UPLOADER: ModuleSpec[UploaderSettings] = ModuleSpec("uploader", UploaderSettings, "UPLOADER_")
+CAMERA: ModuleSpec[CameraSettings] = ModuleSpec(
+    "camera", CameraSettings, "CAMERA_",
+    "Samples an RTSP camera, asks the detector about frames, and records clips of graffiti "
+    "sightings into the outbox.")
+DETECTOR: ModuleSpec[DetectorSettings] = ModuleSpec(
+    "detector", DetectorSettings, "DETECTOR_",
+    "Runs the graffiti detection model (ONNX Runtime with OpenVINO) and serves it over a "
+    "Web API.")
+UPLOADER: ModuleSpec[UploaderSettings] = ModuleSpec(
+    "uploader", UploaderSettings, "UPLOADER_",
+    "Uploads finished clips from the outbox to Azure Blob Storage on IoT Edge, losing none "
+    "while offline.")
 MODULES: dict[str, ModuleSpec[Any]] = {spec.name: spec for spec in (CAMERA, DETECTOR, UPLOADER)}
 
 

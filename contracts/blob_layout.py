@@ -18,7 +18,13 @@ from enum import StrEnum
 from urllib.parse import quote, unquote
 
 from contracts.clip import SIDECAR_SUFFIX, THUMBNAIL_SUFFIX, VIDEO_SUFFIX, ClipSidecar
-from contracts.identifiers import EVENT_ID_MAX, NAME_MAX, BadIdentifier, check_identifier
+from contracts.identifiers import (
+    EVENT_ID_MAX,
+    NAME_MAX,
+    BadIdentifier,
+    check_identifier,
+    is_identifier,
+)
 
 #: The newest Storage API version Blob Storage on IoT Edge accepts (the cloud accepts it too).
 API_VERSION = "2019-07-07"
@@ -149,6 +155,11 @@ def split_blob(name: str) -> tuple[ClipId, str] | None:
             except BadClipId:
                 return None
     return None
+
+
+def is_segment(value: str) -> bool:
+    """Whether a folder name of a listing is a train or camera id (see :func:`check_segment`)."""
+    return ".." not in value and is_identifier(value)
 
 
 def check_segment(value: str, what: str) -> str:

@@ -27,9 +27,17 @@ class BadIdentifier(ValueError):
     """A value from outside that is not an identifier; the message names what it was for."""
 
 
+def is_identifier(value: object, *, max_length: int = NAME_MAX) -> bool:
+    """Whether ``value`` passes the rule: for sorting out what a listing holds, where a name
+    that does not pass is skipped rather than refused."""
+    return isinstance(value, str) and len(value) <= max_length and bool(
+        _IDENTIFIER.fullmatch(value))
+
+
 def check_identifier(value: object, what: str, *, max_length: int = NAME_MAX) -> str:
     """``value`` if it is an identifier, else :class:`BadIdentifier` naming ``what``."""
-    if isinstance(value, str) and len(value) <= max_length and _IDENTIFIER.fullmatch(value):
+    if is_identifier(value, max_length=max_length):
+        assert isinstance(value, str)
         return value
     shown = repr(value)[:EXCERPT] if isinstance(value, str) else type(value).__name__
     raise BadIdentifier(f"{what} {shown} is not a valid identifier: 1 to {max_length} letters, "

@@ -11,11 +11,6 @@ from config.registry import DETECTOR
 from detector_module.service import DetectorService
 from edge_link.runtime import ModuleRuntime, ModuleService, module_main
 
-DESCRIPTION = (
-    "Runs the graffiti detection model (ONNX Runtime with OpenVINO) and serves it over a "
-    "Web API."
-)
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, help="Listen on this port (overrides server.port).")
@@ -31,7 +26,7 @@ def build(runtime: ModuleRuntime[DetectorSettings]) -> list[ModuleService[Detect
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return module_main(DETECTOR, DESCRIPTION, build, argv, add_arguments=add_arguments)
+    return module_main(DETECTOR, build, argv, add_arguments=add_arguments)
 
 
 if __name__ == "__main__":

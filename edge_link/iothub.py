@@ -53,6 +53,7 @@ from edge_link.reported import (
 )
 from infra.backoff import Backoff
 from infra.logs import event, event_with_traceback, excerpt, redact
+from infra.supervision import stop_thread
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +145,7 @@ class IoTHubLink(EdgeLink):
         return {"link": self._queue.status()}
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5)
+        stop_thread(self._worker, self._stop, self._wake)
         self._close()
 
     def _new_client(self) -> IoTHubModuleClient:

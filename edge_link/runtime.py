@@ -264,7 +264,7 @@ class ModuleRuntime(Generic[S]):
                      "uptime_s": round(uptime, 1), "echo": payload}
 
 
-def module_main(spec: ModuleSpec[S], description: str,
+def module_main(spec: ModuleSpec[S],
                 build: Callable[[ModuleRuntime[S]], list[ModuleService[S]]],
                 argv: Sequence[str] | None = None, *,
                 add_arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
@@ -275,7 +275,7 @@ def module_main(spec: ModuleSpec[S], description: str,
     name = spec.name
     prefix = spec.env_prefix
     parser = argparse.ArgumentParser(
-        prog=f"{name}-module", description=description,
+        prog=f"{name}-module", description=spec.description,
         epilog=f"Settings come from defaults < --config YAML (on IoT Edge) < {prefix}<SECTION>__"
         "<FIELD> environment variables < the module twin. Locally (no IOTEDGE_* variables) the "
         "--config file stands in for the twin's desired properties and is watched for edits. "

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from infra.logs import event
+from infra.supervision import stop_thread
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +53,7 @@ class StatusReporter:
 
     def stop(self) -> None:
         """Stop the thread and report once more, so the twin shows the state at exit."""
-        self._stop.set()
-        self._poked.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        stop_thread(self._thread, self._stop, self._poked)
         self.report_now()
 
     def report_now(self) -> None:

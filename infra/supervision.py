@@ -149,3 +149,12 @@ class Workers:
             except Exception:  # noqa: BLE001 - reporting a failure must not fail the supervisor
                 log.exception("worker.alert_failed worker=%s", worker.name)
         return restarting
+
+
+def stop_thread(thread: threading.Thread, *flags: threading.Event, timeout_s: float = 5.0) -> None:
+    """Set ``flags`` (the thread's stop flag and whatever it waits on), then wait for it at most
+    ``timeout_s``: a daemon thread stuck in a call must not hold up the module's exit."""
+    for flag in flags:
+        flag.set()
+    if thread.is_alive():
+        thread.join(timeout=timeout_s)

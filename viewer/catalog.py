@@ -28,6 +28,7 @@ from contracts.blob_layout import (
     ClipId,
     Meta,
     check_segment,
+    is_segment,
     parse,
     split_blob,
 )
@@ -41,14 +42,6 @@ STATE_FILTERS = (UNREVIEWED, "reviewed", *REVIEW_STATES)
 _DAY = re.compile(r"^\d{4}/\d{2}/\d{2}$", re.ASCII)
 _YEAR = re.compile(r"^\d{4}$", re.ASCII)
 _TWO = re.compile(r"^\d{2}$", re.ASCII)
-
-
-def _is_segment(name: str) -> bool:
-    try:
-        check_segment(name, "folder")
-    except BadClipId:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -195,11 +188,11 @@ class Catalog:
         """Day folder -> the (train, camera) pairs that have it, in the filters' range."""
         # Folder names come from storage: only those the layout allows are walked into.
         trains = [filters.train] if filters.train else [
-            t for t in await self._sub("") if _is_segment(t)]
+            t for t in await self._sub("") if is_segment(t)]
         pairs: list[tuple[str, str]] = []
         for train in trains:
             cameras = [filters.camera] if filters.camera else [
-                c for c in await self._sub(f"{train}/") if _is_segment(c)]
+                c for c in await self._sub(f"{train}/") if is_segment(c)]
             pairs += [(train, camera) for camera in cameras]
 
         async def walk(train: str, camera: str) -> list[str]:

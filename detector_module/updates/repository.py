@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from contracts.identifiers import BadIdentifier, check_identifier
+from contracts.identifiers import check_identifier, is_identifier
 from detector_module.updates.identity import Content, Installed
 from infra.durable import replace_durably, write_atomic
 from infra.logs import event
@@ -50,14 +50,6 @@ class Immutable(ValueError):
 
 def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[._-]", version))
-
-
-def _is_identifier(value: str) -> bool:
-    try:
-        check_identifier(value, "folder")
-    except BadIdentifier:
-        return False
-    return True
 
 
 def _read_state(path: Path, invalid: str, parse: Callable[[str], T]) -> T | None:
@@ -108,7 +100,7 @@ class ModelRepository:
         """Sub-folders whose names are identifiers (hidden ones, .staging, are not)."""
         if not folder.is_dir():
             return []
-        return [p.name for p in folder.iterdir() if p.is_dir() and _is_identifier(p.name)]
+        return [p.name for p in folder.iterdir() if p.is_dir() and is_identifier(p.name)]
 
     def installed(self, version: str) -> list[Installed]:
         """Every kept package of ``version``, whatever its model name."""

@@ -127,29 +127,16 @@ def _render_video(args: tuple[str, int, int, int, int]) -> list[Sample]:
 Dataset = tuple[np.ndarray, list[np.ndarray]]
 
 
-def build(
-    first_seed: int,
-    count: int,
-    width: int,
-    height: int,
-    workers: int = 2,
-    cache_dir: Path | None = None,
-) -> Dataset:
+def build(first_seed: int, count: int, width: int, height: int, workers: int = 2,
+          cache_dir: Path | None = None) -> Dataset:
     """Images (N, H, W, 3) uint8 and per-image box arrays for seeds first_seed..+count."""
     cache = cache_dir / f"train-{width}x{height}-{first_seed}-{count}.npz" if cache_dir else None
     jobs = [(first_seed + i, width, height) for i in range(count)]
     return _build(cache, _render, jobs, workers, 32)
 
 
-def build_video(
-    first_seed: int,
-    count: int,
-    width: int,
-    height: int,
-    every: int,
-    workers: int = 2,
-    cache_dir: Path | None = None,
-) -> Dataset:
+def build_video(first_seed: int, count: int, width: int, height: int, every: int,
+                workers: int = 2, cache_dir: Path | None = None) -> Dataset:
     """Frames of every video scenario for video seeds first_seed..+count."""
     name = f"video-{width}x{height}-{first_seed}-{count}-{every}.npz"
     cache = cache_dir / name if cache_dir else None

@@ -21,6 +21,7 @@ from config.camera import CameraSettings
 from config.registry import CAMERA
 from edge_link.runtime import ModuleRuntime, RuntimeOptions
 from local_run.fake_detector import FakeDetector
+from tests.support.teardown import stopped_at_teardown
 
 
 @dataclass
@@ -36,6 +37,10 @@ class Camera:
         if not path.exists():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+    def stop(self) -> None:
+        self.service.stop()
+        self.runtime.stop()
 
     def of_type(self, msg_type: str, output: str = "events") -> list[dict[str, Any]]:
         return [m["body"] for m in self.messages(output) if m["type"] == msg_type]
@@ -77,8 +82,6 @@ def fake_detector() -> Iterator[FakeDetector]:
 
 @pytest.fixture
 def camera(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Camera]]:
-    started: list[Camera] = []
-
     def start(doc: dict[str, Any]) -> Camera:
         config = tmp_path / "camera.yaml"
         config.write_text(yaml.safe_dump(doc))
@@ -89,14 +92,8 @@ def camera(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Camera]]:
         service = CameraService(runtime)
         runtime.attach(service)
         cam = Camera(runtime, service, config, data_dir, Path(doc["recording"]["outbox_dir"]))
-        started.append(cam)
         service.start()
         runtime.reporter.start()
         return cam
 
-    try:
-        yield start
-    finally:
-        for cam in started:
-            cam.service.stop()
-            cam.runtime.stop()
+    yield from stopped_at_teardown(start)

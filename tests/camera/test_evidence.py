@@ -14,6 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +31,7 @@ from tests.camera.clips import frame_index, read_clip, sidecars, small_frames
 from tests.camera.conftest import Camera, twin
 from tests.support.polling import wait_until
 from tests.support.rtsp import write_marker_video
+from tests.support.teardown import stopped_at_teardown
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +49,23 @@ def looped(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Any]]:
     video = write_marker_video(tmp_path_factory.mktemp("loop") / "loop.mp4", DURATION_S,
                                [SIGHTING], keyframe_s=1.0)
     return video, small_frames(video)
+
+
+@dataclass(frozen=True)
+class Live:
+    """The looped video served as a live camera: frame 0 went out at ``epoch`` (wall time)."""
+
+    url: str
+    source: list[Any]
+    epoch: float
+
+
+@pytest.fixture
+def live(tmp_path: Path, looped: tuple[Path, list[Any]]) -> Iterator[Live]:
+    video, source = looped
+    epoch = time.time() + 1.0
+    with RtspServer(tmp_path, loop=video, epoch=epoch) as rtsp:
+        yield Live(rtsp.url, source, epoch)
 
 
 def true_time(frame: Any, claimed: float, source: list[Any], epoch: float) -> float:
@@ -67,18 +86,12 @@ def first_and_last_truth(clip: Path, sidecar: ClipSidecar, source: list[Any],
 
 @pytest.fixture
 def camera_process(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], CameraProcess]]:
-    started: list[CameraProcess] = []
-
     def start(doc: dict[str, Any]) -> CameraProcess:
         config = tmp_path / "camera.yaml"
         config.write_text(yaml.safe_dump(doc))
-        process = CameraProcess(config, tmp_path / "data").start()
-        started.append(process)
-        return process
+        return CameraProcess(config, tmp_path / "data").start()
 
-    yield start
-    for process in started:
-        process.stop()
+    yield from stopped_at_teardown(start)
 
 
 def plays_in_chromium(clip: Path) -> dict[str, Any]:
@@ -120,25 +133,22 @@ def plays_in_chromium(clip: Path) -> dict[str, Any]:
 
 
 def test_a_camera_killed_mid_event_recovers_its_clip_at_the_next_start(
-        tmp_path: Path, looped: tuple[Path, list[Any]], fake_detector: FakeDetector,
+        tmp_path: Path, live: Live, fake_detector: FakeDetector,
         camera_process: Callable[[dict[str, Any]], CameraProcess]) -> None:
-    video, source = looped
-    epoch = time.time() + 1.0
-    with RtspServer(tmp_path, loop=video, epoch=epoch) as rtsp:
-        doc = twin(rtsp.url, fake_detector.url, tmp_path, recording={"max_clip_s": 60})
-        first = camera_process(doc)
-        assert wait_until(lambda: first.messages("event.started"), 30), "no event started"
-        (started,) = first.messages("event.started")
-        # Three seconds into the sighting: the event is running, its clip not written.
-        time.sleep(max(0.0, epoch + SIGHTING[0] + 3.0 - time.time()))
-        killed_at = time.time()
-        first.kill()
-        outbox = Path(doc["recording"]["outbox_dir"])
-        assert not list(outbox.glob(f"{started['eventId']}*.json"))
-        second = camera_process(doc)
-        clip_json = outbox / f"{started['eventId']}.json"
-        assert wait_until(clip_json.exists, 30), "the interrupted clip was not recovered"
-        assert wait_until(lambda: second.messages("event.ended"), 5)
+    doc = twin(live.url, fake_detector.url, tmp_path, recording={"max_clip_s": 60})
+    first = camera_process(doc)
+    assert wait_until(lambda: first.messages("event.started"), 30), "no event started"
+    (started,) = first.messages("event.started")
+    # Three seconds into the sighting: the event is running, its clip not written.
+    time.sleep(max(0.0, live.epoch + SIGHTING[0] + 3.0 - time.time()))
+    killed_at = time.time()
+    first.kill()
+    outbox = Path(doc["recording"]["outbox_dir"])
+    assert not list(outbox.glob(f"{started['eventId']}*.json"))
+    second = camera_process(doc)
+    clip_json = outbox / f"{started['eventId']}.json"
+    assert wait_until(clip_json.exists, 30), "the interrupted clip was not recovered"
+    assert wait_until(lambda: second.messages("event.ended"), 5)
     sidecar = ClipSidecar.model_validate_json(clip_json.read_text())
     clip = outbox / f"{sidecar.stem}.mp4"
     assert sidecar.interrupted and sidecar.interruption is not None
@@ -151,7 +161,7 @@ def test_a_camera_killed_mid_event_recovers_its_clip_at_the_next_start(
     assert facts.codec == "h264" and facts.keyframe_first
     assert sidecar.video.bytes == clip.stat().st_size and sidecar.thumbnail
     assert facts.marker_from_s is not None and sidecar.detections
-    first_true, last_true = first_and_last_truth(clip, sidecar, source, epoch)
+    first_true, last_true = first_and_last_truth(clip, sidecar, live.source, live.epoch)
     lost = killed_at - last_true
     assert -0.1 <= lost <= 2.0, f"{lost:.2f} s of video lost before the kill"
     assert abs(sidecar.start_utc.timestamp() - first_true) <= 0.1
@@ -164,18 +174,15 @@ def test_a_camera_killed_mid_event_recovers_its_clip_at_the_next_start(
 
 
 def test_clip_times_are_the_capture_times(
-        tmp_path: Path, looped: tuple[Path, list[Any]], fake_detector: FakeDetector,
+        tmp_path: Path, live: Live, fake_detector: FakeDetector,
         camera: Callable[[dict[str, Any]], Camera]) -> None:
-    video, source = looped
-    epoch = time.time() + 1.0
-    with RtspServer(tmp_path, loop=video, epoch=epoch) as rtsp:
-        cam = camera(twin(rtsp.url, fake_detector.url, tmp_path, recording={"max_clip_s": 5}))
-        assert wait_until(lambda: len(list(cam.outbox.glob("*.json"))) >= 2, 30), \
-            cam.service.status()
+    cam = camera(twin(live.url, fake_detector.url, tmp_path, recording={"max_clip_s": 5}))
+    assert wait_until(lambda: len(list(cam.outbox.glob("*.json"))) >= 2, 30), \
+        cam.service.status()
     errors = []
     for sidecar in sidecars(cam.outbox)[:2]:
         first_true, last_true = first_and_last_truth(cam.outbox / f"{sidecar.stem}.mp4",
-                                                     sidecar, source, epoch)
+                                                     sidecar, live.source, live.epoch)
         errors += [sidecar.start_utc.timestamp() - first_true,
                    sidecar.end_utc.timestamp() - last_true]
     assert max(map(abs, errors)) <= 0.1, [round(e, 3) for e in errors]

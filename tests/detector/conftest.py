@@ -16,6 +16,7 @@ from detector_module.engine import LoadedModel, load_model
 from detector_module.package import load_package
 from tests.detector.models import ROWS, sample_manifest, write_package, yolov8_model
 from tests.detector.running import Running
+from tests.support.teardown import stopped_at_teardown
 
 Loader = Callable[..., LoadedModel]
 
@@ -46,15 +47,9 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def start(tmp_path: Path, package: Path) -> Iterator[Callable[..., Running]]:
-    started: list[Running] = []
-
     def _start(model: Path | None = package, **twin: dict) -> Running:
-        running = Running(tmp_path, model, twin)
-        started.append(running)
-        return running
-    yield _start
-    for running in started:
-        running.stop()
+        return Running(tmp_path, model, twin)
+    yield from stopped_at_teardown(_start)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import pytest
 from tests.detector.models import sample_manifest, yolov8_model
 from tests.detector.running import Running
 from tests.detector.updates.server import PackageServer
+from tests.support.teardown import stopped_at_teardown
 
 ROWS = [[160, 160, 64, 32, 0.9, 0.1]]
 
@@ -42,6 +43,14 @@ def package_bytes(version: str, *, pad: int = 0, model: bytes | None = None,
         for member, data in (extra or {}).items():
             zf.writestr(member, data)
     return buf.getvalue()
+
+
+def package_file(path: Path, version: str) -> bytes:
+    """A package zip of ``version`` written at ``path`` (a file:// drop); returns its bytes."""
+    data = package_bytes(version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return data
 
 
 def unpacked(folder: Path, version: str, name: str = "graffiti-test") -> Path:
@@ -72,8 +81,6 @@ def base_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def detector(tmp_path: Path, base_package: Path) -> Iterator[Callable[..., Detector]]:
     """Start a detector whose repository is tmp_path/repo; stops every one started."""
-    started: list[Detector] = []
-
     def _start(model: Path | None = base_package, desired: dict | None = None,
                **repo: object) -> Detector:
         repository = {"dir": str(tmp_path / "repo"), "retry": {"initial_s": 0.05, "max_s": 0.2},
@@ -81,9 +88,5 @@ def detector(tmp_path: Path, base_package: Path) -> Iterator[Callable[..., Detec
         twin: dict = {"model_repository": repository}
         if desired is not None:
             twin["model"] = desired
-        running = Detector(tmp_path, model, twin)
-        started.append(running)
-        return running
-    yield _start
-    for running in started:
-        running.stop()
+        return Detector(tmp_path, model, twin)
+    yield from stopped_at_teardown(_start)

@@ -16,7 +16,7 @@ import pytest
 from detector_module.updates.download import DownloadError, DownloadOptions, download, safe_url
 from infra.logs import KeyValueFormatter
 from tests.detector.running import Running
-from tests.detector.updates.conftest import md5_b64, package_bytes, unpacked
+from tests.detector.updates.conftest import md5_b64, package_bytes, package_file, unpacked
 from tests.detector.updates.server import PackageServer
 from tests.detector.updates.test_updates import model_state, serving, wait_status
 from tests.support.polling import wait_until
@@ -96,10 +96,8 @@ def test_file_urls_on_iot_edge_only_inside_the_configured_folder(
 
 
 def test_local_runs_keep_any_file_url(detector: Start, tmp_path: Path) -> None:
-    data = package_bytes("2.0.0")
     anywhere = tmp_path / "anywhere" / "m.zip"
-    anywhere.parent.mkdir()
-    anywhere.write_bytes(data)
+    data = package_file(anywhere, "2.0.0")
     det = detector(desired={"version": "2.0.0", "url": anywhere.as_uri(),
                             "content_md5": md5_b64(data)})
     wait_status(det, "active", "2.0.0")

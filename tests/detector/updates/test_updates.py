@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.detector.running import Running
-from tests.detector.updates.conftest import md5_b64, package_bytes
+from tests.detector.updates.conftest import md5_b64, package_bytes, package_file
 from tests.detector.updates.server import PackageServer
 from tests.support.polling import wait_until
 
@@ -277,10 +277,8 @@ def test_broken_active_version_boots_the_bundled_sample(detector: Start, server:
 
 
 def test_seed_keys_and_file_url(detector: Start, tmp_path: Path) -> None:
-    data = package_bytes("2.0.0")
     zip_path = tmp_path / "drop" / "graffiti-test-2.0.0.zip"
-    zip_path.parent.mkdir()
-    zip_path.write_bytes(data)
+    data = package_file(zip_path, "2.0.0")
     det = detector(desired={"version": "2.0.0", "DownloadUrl": zip_path.as_uri(),
                             "ContentMD5": md5_b64(data), "FileName": zip_path.name})
     wait_status(det, "active", "2.0.0")
