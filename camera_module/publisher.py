@@ -67,9 +67,11 @@ MAX_CRASHES = 2
 UNUSABLE_SUFFIX = ".unusable"
 
 
-def camera_ids(names: IdentitySettings) -> dict[str, str]:
-    """The train and camera fields every camera message carries, as the twin names them now."""
-    return {"train_id": names.train_id, "camera_id": names.camera_id}
+def camera_ids(names: IdentitySettings) -> dict[str, str | None]:
+    """The train, camera, carriage and position fields every camera message carries, as the
+    twin names them now."""
+    return {"train_id": names.train_id, "camera_id": names.camera_id,
+            "carriage": names.carriage, "position": names.position}
 
 
 @dataclass

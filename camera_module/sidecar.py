@@ -38,7 +38,8 @@ def build_sidecar(rec: Recording, video: VideoResult, video_file: Path, *, thumb
     scores = [d.score for f in frames for d in f.detections]
     return ClipSidecar(
         event_id=rec.event_id, part=rec.part, device_id=device_id,
-        train_id=names.train_id, camera_id=names.camera_id,
+        train_id=names.train_id, camera_id=names.camera_id, carriage=names.carriage,
+        position=names.position,
         start_utc=wall.utc(video.first_t), end_utc=wall.utc(video.last_t),
         trigger_utc=wall.utc(rec.trigger_t),
         video=video_facts(video, video_file),

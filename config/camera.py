@@ -32,6 +32,17 @@ class IdentitySettings(Section):
         "cam-01", "Camera name, unique on the train; part of every event id and blob name.",
         schema=IDENTIFIER_SCHEMA,
     )
+    carriage: Identifier | None = setting(
+        None, "Carriage (car) the camera is mounted on, e.g. 4021, so a cleaning crew knows "
+        "which car to go to; carried in sidecars, blob metadata and camera messages. "
+        "Unset (null, the default) means not known, as for a depot camera.",
+        schema=IDENTIFIER_SCHEMA,
+    )
+    position: Identifier | None = setting(
+        None, "Where on the carriage the camera looks, a short label such as left, right, "
+        "front, rear or cab (any identifier: cars differ); travels with the carriage. Unset "
+        "means not known.", schema=IDENTIFIER_SCHEMA,
+    )
 
 
 class StreamSettings(Section):

@@ -52,6 +52,9 @@ class Meta(StrEnum):
     DEVICE = "device"
     TRAIN = "train"
     CAMERA = "camera"
+    # Where the camera is on the train (schema 3); absent when the camera's settings omit it.
+    CARRIAGE = "carriage"
+    POSITION = "position"
     START_UTC = "start_utc"
     END_UTC = "end_utc"
     DURATION_S = "duration_s"
@@ -181,7 +184,10 @@ def decode_metadata(stored: Mapping[str, str]) -> dict[str, str]:
 
 
 def blob_metadata(sidecar: ClipSidecar) -> dict[str, str]:
-    """Metadata set on every blob of the clip, so each blob is findable on its own."""
+    """Metadata set on every blob of the clip, so each blob is findable on its own (and the
+    viewer can list and filter by carriage without reading a sidecar)."""
+    place = {key: value for key, value in ((Meta.CARRIAGE, sidecar.carriage),
+                                           (Meta.POSITION, sidecar.position)) if value}
     return encode_metadata({
         Meta.EVENT_ID: sidecar.event_id,
         Meta.PART: str(sidecar.part),
@@ -197,6 +203,7 @@ def blob_metadata(sidecar: ClipSidecar) -> dict[str, str]:
         Meta.MODEL_VERSION: sidecar.model.version,
         Meta.SCHEMA_VERSION: str(sidecar.schema_version),
         Meta.INTERRUPTED: "true" if sidecar.interrupted else "false",
+        **place,
     })
 
 

@@ -19,8 +19,9 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from contracts.detection import Detection
+from contracts.identifiers import Identifier
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VIDEO_SUFFIX = ".mp4"
 THUMBNAIL_SUFFIX = ".jpg"
 SIDECAR_SUFFIX = ".json"
@@ -76,15 +77,19 @@ class Interruption(_Part):
 class ClipSidecar(_Part):
     """The sidecar ``<stem>.json``: everything known about one clip besides its pixels.
 
-    Version 2 added ``interrupted``, ``interruption`` and ``gaps``; version 1 sidecars (which
-    have none of them) are still read."""
+    Version 2 added ``interrupted``, ``interruption`` and ``gaps``; version 3 added
+    ``carriage`` and ``position``. Older sidecars (which have none of them) are still read."""
 
-    schema_version: Literal[1, 2] = SCHEMA_VERSION
+    schema_version: Literal[1, 2, 3] = SCHEMA_VERSION
     event_id: str = Field(pattern=EVENT_ID_PATTERN)
     part: int = Field(1, ge=1, description="1 for the first (or only) part of an event.")
     device_id: str
     train_id: str = Field(pattern=EVENT_ID_PATTERN)
     camera_id: str = Field(pattern=EVENT_ID_PATTERN)
+    carriage: Identifier | None = Field(None, description="Carriage the camera is on, when "
+                                        "known (schema 3).")
+    position: Identifier | None = Field(None, description="Where on the carriage it looks, "
+                                        "e.g. left (schema 3).")
     start_utc: AwareDatetime = Field(description="Time of the clip's first frame.")
     end_utc: AwareDatetime = Field(description="Time of the clip's last frame.")
     trigger_utc: AwareDatetime = Field(description="When the event was confirmed.")

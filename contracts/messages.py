@@ -64,6 +64,10 @@ class CameraMessage(Message):
 
     train_id: str = Field(description="Train (or depot) the camera belongs to.")
     camera_id: str = Field(description="Camera id, as in the clip's blob name.")
+    carriage: str | None = Field(None, description="Carriage the camera is on, so a cleaning "
+                                 "crew knows which car to go to (null when not set).")
+    position: str | None = Field(None, description="Where on the carriage the camera looks, "
+                                 "e.g. left (null when not set).")
 
 
 class EventMessage(CameraMessage):

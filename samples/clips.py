@@ -25,13 +25,16 @@ def video_bytes(size: int, seed: int = 0) -> bytes:
 
 def write_clip(outbox: Path, event_id: str, video: bytes, *, part: int = 1,
                max_score: float = 0.9, start: datetime = START, thumbnail: bool = True,
-               labels: tuple[str, ...] = ("graffiti",), mtime: float | None = None) -> ClipSidecar:
-    """Write one clip set the way the camera does and return its sidecar."""
+               labels: tuple[str, ...] = ("graffiti",), mtime: float | None = None,
+               carriage: str | None = None, position: str | None = None) -> ClipSidecar:
+    """Write one clip set the way the camera does and return its sidecar (``carriage`` and
+    ``position`` as a camera whose identity settings name them)."""
     outbox.mkdir(parents=True, exist_ok=True)
     stem = clip_stem(event_id, part)
     sidecar = ClipSidecar(
         event_id=event_id, part=part, device_id="edge-0001", train_id="train-0001",
-        camera_id="cam-01", start_utc=start, end_utc=start + timedelta(seconds=12),
+        camera_id="cam-01", carriage=carriage, position=position, start_utc=start,
+        end_utc=start + timedelta(seconds=12),
         trigger_utc=start + timedelta(seconds=5),
         video={"codec": "h264", "width": 1280, "height": 720, "fps": 25.0, "duration_s": 12.0,
                "bytes": len(video), "sha256": hashlib.sha256(video).hexdigest()},

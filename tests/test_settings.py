@@ -292,9 +292,10 @@ def test_a_rejection_quotes_excerpts_and_stays_small() -> None:
 
 
 @pytest.mark.parametrize(("value", "why"), [("../x", "'../x'"), (".", "'.'"), ("a/b", "'a/b'"),
-                                           ("x" * 65, "'xxxx")])
+                                           ("x" * 65, "'xxxx"),
+                                           ("4021; rm -rf /", "'4021; rm")])
 def test_camera_and_train_ids_follow_the_identifier_rule(value: str, why: str) -> None:
-    for field in ("camera_id", "train_id"):
+    for field in ("camera_id", "train_id", "carriage", "position"):
         outcome = SettingsStore(CameraSettings).apply_patch({"identity": {field: value}})
         assert [e.path for e in outcome.errors] == [f"identity.{field}"]
         assert why in outcome.errors[0].reason and "not a valid identifier" in \

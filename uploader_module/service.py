@@ -325,7 +325,8 @@ class UploaderService(ModuleService[UploaderSettings]):
         message = ClipUploaded(
             event_id=sidecar.event_id, part=sidecar.part, stem=files.stem,
             train_id=sidecar.train_id, camera_id=sidecar.camera_id,
-            start_utc=sidecar.start_utc, max_score=sidecar.max_score, labels=sidecar.labels,
+            carriage=sidecar.carriage, position=sidecar.position, start_utc=sidecar.start_utc,
+            max_score=sidecar.max_score, labels=sidecar.labels,
             model_version=sidecar.model.version, container=target.container, bytes=total,
             blobs=[UploadedBlob(name=r.name, bytes=r.bytes,
                                 content_type=CONTENT_TYPES[os.path.splitext(r.name)[1]])

@@ -57,7 +57,8 @@ class Camera:
 def twin(url: str, detector_url: str, tmp_path: Path, **sections: dict[str, Any]) -> dict:
     """A camera twin for tests: quick reconnects, 2 s pre-roll, 2-of-3 confirmation."""
     doc: dict[str, Any] = {
-        "identity": {"train_id": "test-train", "camera_id": "cam-test"},
+        "identity": {"train_id": "test-train", "camera_id": "cam-test", "carriage": "4021",
+                     "position": "left"},
         "stream": {"detect_url": url, "open_timeout_s": 5, "read_timeout_s": 2,
                    "stall_timeout_s": 4, "reconnect": {"initial_s": 0.5, "max_s": 2}},
         "sampling": {"detector_url": detector_url, "detect_fps": 5, "request_timeout_s": 1},

@@ -71,6 +71,8 @@ def test_event_is_recorded_with_pre_and_post_roll_and_a_valid_sidecar(
     assert len(started) == 1 and len(written) == 1
     event_id = started[0]["eventId"]
     assert cam.of_type("event.ended")[0]["eventId"] == event_id
+    for body in (started[0], written[0], cam.of_type("event.ended")[0]):
+        assert (body["carriage"], body["position"]) == ("4021", "left"), body
 
     clip = cam.outbox / f"{event_id}.mp4"
     facts = read_clip(clip)
@@ -87,6 +89,7 @@ def test_event_is_recorded_with_pre_and_post_roll_and_a_valid_sidecar(
     (sidecar,) = sidecars(cam.outbox)
     assert sidecar.event_id == event_id and sidecar.part == 1
     assert (sidecar.camera_id, sidecar.train_id) == ("cam-test", "test-train")
+    assert (sidecar.carriage, sidecar.position, sidecar.schema_version) == ("4021", "left", 3)
     assert sidecar.video.codec == "h264" and sidecar.video.bytes == clip.stat().st_size
     assert abs(sidecar.video.duration_s - facts.duration_s) < 0.1
     assert sidecar.model.name == "marker-finder" and sidecar.thumbnail

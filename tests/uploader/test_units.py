@@ -107,7 +107,20 @@ def test_video_and_files_must_match_the_sidecar(tmp_path: Path) -> None:
 
 def test_sidecar_with_a_newer_schema_version_is_refused() -> None:
     with pytest.raises(ValueError, match="schema_version"):
-        ClipSidecar.model_validate({"schema_version": 3})
+        ClipSidecar.model_validate({"schema_version": 4})
+
+
+def test_carriage_travels_in_the_metadata_and_an_older_sidecar_still_reads(
+        tmp_path: Path) -> None:
+    sidecar = write_clip(tmp_path, "ev-5", b"x", carriage="4021", position="left")
+    meta = blob_metadata(sidecar)
+    assert (meta["carriage"], meta["position"], meta["schema_version"]) == ("4021", "left", "3")
+    doc = json.loads(write_clip(tmp_path, "ev-6", b"x").model_dump_json())
+    del doc["carriage"], doc["position"]
+    (tmp_path / "ev-6.json").write_text(json.dumps({**doc, "schema_version": 2}))
+    old = read_sidecar(tmp_path / "ev-6.json")
+    assert old.carriage is None and old.position is None
+    assert "carriage" not in blob_metadata(old) and "position" not in blob_metadata(old)
 
 
 def test_scan_tells_complete_from_incomplete_and_ignores_temporary_files(tmp_path: Path) -> None:

@@ -43,7 +43,8 @@ def test_clip_set_lands_with_names_metadata_types_and_bytes(
         azurite: Azurite, container: str, outbox: Path, run_service: RunService,
         monkeypatch: pytest.MonkeyPatch) -> None:
     video = video_bytes(9 * 1024 * 1024 + 123)  # three 4 MB blocks, the last one short
-    sidecar = write_clip(outbox, "ev-0001", video, max_score=0.83)
+    sidecar = write_clip(outbox, "ev-0001", video, max_score=0.83, carriage="4021",
+                         position="left")
     order: list[str] = []
     real_put = BlobTarget.put
     monkeypatch.setattr(BlobTarget, "put", lambda self, name, *a, **k: (
@@ -65,6 +66,7 @@ def test_clip_set_lands_with_names_metadata_types_and_bytes(
         assert props.metadata["max_score"] == "0.8300"
         assert props.metadata["labels"] == "graffiti"
         assert props.metadata["model_version"] == "1.2.0"
+        assert (props.metadata["carriage"], props.metadata["position"]) == ("4021", "left")
         assert props.content_settings.content_md5 is not None
     for name, suffix in zip(order, (".mp4", ".jpg", ".json"), strict=True):
         props = blobs.get_blob_client(name).get_blob_properties()
@@ -74,6 +76,7 @@ def test_clip_set_lands_with_names_metadata_types_and_bytes(
 
     message = host.messages("clips")[0]
     assert message["eventId"] == "ev-0001" and message["maxScore"] == 0.83
+    assert (message["carriage"], message["position"]) == ("4021", "left")
     assert [b["name"] for b in message["blobs"]] == order
     assert message["blobs"][0]["bytes"] == len(video)
     assert "sig=" not in str(message) and "AccountKey" not in str(message)
