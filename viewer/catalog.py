@@ -50,6 +50,8 @@ class Filters:
 
     train: str | None = None
     camera: str | None = None
+    # Not a folder of the layout: matched on the clips' metadata, like the score and the state.
+    carriage: str | None = None
     day_from: date | None = None
     day_to: date | None = None
     min_score: float | None = None
@@ -71,7 +73,7 @@ class Filters:
             except ValueError:
                 raise BadClipId(f"{key} must be a date YYYY-MM-DD, not {value!r}") from None
 
-        train, camera = text("train"), text("camera")
+        train, camera, carriage = text("train"), text("camera"), text("carriage")
         score = text("min_score")
         try:
             min_score = None if score is None else float(score)
@@ -84,6 +86,7 @@ class Filters:
             raise BadClipId(f"state must be one of {', '.join(STATE_FILTERS)}")
         return cls(train=train and check_segment(train, "train"),
                    camera=camera and check_segment(camera, "camera"),
+                   carriage=carriage and check_segment(carriage, "carriage"),
                    day_from=day("from"), day_to=day("to"), min_score=min_score, state=state)
 
     def day_in_range(self, day: str) -> bool:
@@ -96,7 +99,10 @@ class Filters:
         return ((lo is None or day >= lo[:width]) and (hi is None or day <= hi[:width]))
 
     def keeps(self, clip: ClipSummary) -> bool:
-        """Whether the clip passes; one whose score is unreadable never passes a minimum."""
+        """Whether the clip passes; one whose score is unreadable never passes a minimum,
+        one without a carriage never passes a carriage filter."""
+        if self.carriage is not None and clip.carriage != self.carriage:
+            return False
         if self.min_score is not None and (clip.max_score is None
                                            or clip.max_score < self.min_score):
             return False

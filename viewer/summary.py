@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -27,6 +27,7 @@ from viewer.store import Store, TooLarge
 MAX_LABELS = 32
 MAX_LABEL_CHARS = 64
 MAX_SIDECAR_BYTES = 4 * 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass
@@ -46,6 +47,9 @@ class ClipSummary:
     thumbnail: bool
     video_bytes: int
     interrupted: bool = False
+    # Where the camera is on the train; None for clips from before sidecar schema 3.
+    carriage: str | None = None
+    position: str | None = None
     problems: list[str] = field(default_factory=list)
 
     def sort_key(self) -> tuple[str, str, str, int, str]:
@@ -60,7 +64,8 @@ class ClipSummary:
             "part": self.part, "model_version": self.model_version,
             "review_state": self.review_state, "review_etag": self.review_etag,
             "thumbnail": self.thumbnail, "video_bytes": self.video_bytes,
-            "interrupted": self.interrupted, "unreadable": bool(self.problems),
+            "interrupted": self.interrupted, "carriage": self.carriage,
+            "position": self.position, "unreadable": bool(self.problems),
             "problems": self.problems,
         }
 
@@ -112,7 +117,7 @@ class _Reader:
             return None
         return value
 
-    def identifier(self, key: str, fallback: str, max_length: int) -> str:
+    def identifier(self, key: str, fallback: T, max_length: int = NAME_MAX) -> str | T:
         text = self.meta.get(key)
         if text is None:
             return fallback
@@ -148,7 +153,10 @@ def summarize(clip: ClipId, meta: Mapping[str, str], *, review_state: str,
         part=int(part or 1), model_version=read.identifier(Meta.MODEL_VERSION, "", NAME_MAX),
         duration_s=duration, review_state=review_state, review_etag=review_etag,
         thumbnail=thumbnail, video_bytes=video_bytes,
-        interrupted=meta.get(Meta.INTERRUPTED, "").lower() == "true", problems=read.problems)
+        interrupted=meta.get(Meta.INTERRUPTED, "").lower() == "true",
+        carriage=read.identifier(Meta.CARRIAGE, None),
+        position=read.identifier(Meta.POSITION, None),
+        problems=read.problems)
 
 
 async def read_sidecar(store: Store, clip: ClipId) -> tuple[ClipSidecar | None, str | None]:

@@ -70,6 +70,7 @@ def test_list_shows_the_clips_grouped(page: Any, clip_ids: list[str],
     first = page.locator(".clip").first
     assert first.locator(".time").inner_text() == "06:00:00 UTC"
     assert first.locator(".score").inner_text() == "0.80"
+    assert first.locator(".place").inner_text() == "car 7001 cab"
     page.screenshot(path=str(artifacts / "list.png"), full_page=True)
 
 
@@ -89,6 +90,11 @@ def test_filters_narrow_the_list(page: Any, clip_ids: list[str]) -> None:
     page.fill("#f-camera", "cam-02")
     page.click("#apply")
     assert shown(page, 1), cards(page)
+    for field in ("#f-from", "#f-to", "#f-camera"):
+        page.fill(field, "")
+    page.fill("#f-carriage", "4021")
+    page.click("#apply")
+    assert shown(page, 3), cards(page)
     page.click("#clear-filters")
     assert shown(page, len(clip_ids))
 
@@ -110,6 +116,7 @@ def test_clip_plays_with_boxes_and_timeline(page: Any, clip_ids: list[str],
     assert shown(page, len(clip_ids))
     page.click(f".clip[data-id='{clip}'] img")
     page.wait_for_selector("#player:not([hidden])")
+    assert page.inner_text("#clip-title") == "train-0001 · car 4021 left · cam-01 · ev-a1"
     assert wait_until(lambda: page.evaluate("document.querySelector('#video').readyState") >= 2,
                       15), page.evaluate("document.querySelector('#video').error?.message")
     marks = page.eval_on_selector_all("#timeline .mark", "els => els.map(e => +e.dataset.t)")

@@ -46,6 +46,7 @@ def test_video_is_served_with_ranges(viewer: ViewerProcess, clip_ids: list[str])
     "/api/video/train-0001%5ccam-01/2026/11/21/090000_ev-a2", "/api/thumb//etc/passwd",
     "/api/clips/README.txt", "/api/video/train-0001/cam-01/2026/11/21/090000_ev-a2.mp4/x",
     "/api/clips/train-0001/cam-01/2026/11/21", "/api/clips?train=..",
+    "/api/clips?carriage=..", "/api/clips?carriage=4021%2F..%2Fx",
 ])
 def test_path_tricks_are_refused(viewer: ViewerProcess, path: str) -> None:
     status, body = viewer.json("GET", path)
@@ -81,6 +82,25 @@ def test_list_pages_and_filters(viewer: ViewerProcess, clip_ids: list[str]) -> N
     assert [c["event_id"] for c in page["clips"]] == ["ev-a1", "ev-b1"]
     status, body = viewer.json("GET", "/api/clips?cursor=bm90LWEtY3Vyc29y")
     assert status == 400
+
+
+def test_the_list_names_and_filters_the_carriage(viewer: ViewerProcess,
+                                                 clip_ids: list[str]) -> None:
+    status, page = viewer.json("GET", "/api/clips?carriage=4021")
+    assert status == 200
+    assert [c["event_id"] for c in page["clips"]] == ["ev-a3", "ev-a2", "ev-a1"]
+    assert {(c["carriage"], c["position"]) for c in page["clips"]} == {("4021", "left")}
+    status, page = viewer.json("GET", "/api/clips?train=train-0002")
+    places = {c["event_id"]: (c["carriage"], c["position"]) for c in page["clips"]}
+    # A clip from before sidecar schema 3 has no carriage: still listed, readable, playable.
+    assert places == {"ev-b3": ("7001", "cab"), "ev-b2": (None, None), "ev-b1": (None, None)}
+    assert not any(c["unreadable"] for c in page["clips"])
+    old = by_event(clip_ids, "ev-b2")
+    status, detail = viewer.json("GET", f"/api/clips/{old}")
+    assert status == 200 and detail["sidecar_problem"] is None
+    assert detail["sidecar"]["schema_version"] == 2 and detail["sidecar"]["carriage"] is None
+    status, _, video = viewer.request("GET", f"/api/video/{old}")
+    assert status == 200 and video[4:8] == b"ftyp"
 
 
 def test_review_conflict_is_409_and_bulk_marks(viewer: ViewerProcess,

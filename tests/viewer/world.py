@@ -39,6 +39,10 @@ class Spec:
     score: float
     video: str  # which rendered video
     interrupted: bool = False  # recovered after a crash, with a stream gap (schema 2)
+    # Where the camera is (schema 3); clips without one are written as schema 2 sidecars,
+    # as an older camera did.
+    carriage: str | None = None
+    position: str | None = None
 
 
 def at(day: int, hour: int, minute: int, second: int = 0) -> datetime:
@@ -46,13 +50,18 @@ def at(day: int, hour: int, minute: int, second: int = 0) -> datetime:
 
 
 SPECS = [
-    Spec("ev-a1", "train-0001", "cam-01", at(20, 8, 15), 0.91, "passing"),
-    Spec("ev-a2", "train-0001", "cam-01", at(21, 9, 0), 0.62, "passing"),
-    Spec("ev-a3", "train-0001", "cam-01", at(21, 10, 30), 0.88, "spraying"),
-    Spec("ev-a4", "train-0001", "cam-02", at(21, 10, 31), 0.55, "spraying"),
+    Spec("ev-a1", "train-0001", "cam-01", at(20, 8, 15), 0.91, "passing", carriage="4021",
+         position="left"),
+    Spec("ev-a2", "train-0001", "cam-01", at(21, 9, 0), 0.62, "passing", carriage="4021",
+         position="left"),
+    Spec("ev-a3", "train-0001", "cam-01", at(21, 10, 30), 0.88, "spraying", carriage="4021",
+         position="left"),
+    Spec("ev-a4", "train-0001", "cam-02", at(21, 10, 31), 0.55, "spraying", carriage="4022",
+         position="right"),
     Spec("ev-b1", "train-0002", "cam-01", at(19, 23, 59, 59), 0.97, "passing"),
     Spec("ev-b2", "train-0002", "cam-01", at(21, 7, 0), 0.71, "spraying"),
-    Spec("ev-b3", "train-0002", "cam-03", at(22, 6, 0), 0.80, "passing"),
+    Spec("ev-b3", "train-0002", "cam-03", at(22, 6, 0), 0.80, "passing", carriage="7001",
+         position="cab"),
     Spec("ev-c1", "train-0003", "cam-01", at(18, 12, 0), 0.66, "spraying"),
     Spec("ev-c2", "train-0003", "cam-02", at(17, 5, 0), 0.64, "passing", interrupted=True),
 ]
@@ -97,8 +106,10 @@ def sidecar(spec: Spec, video: Rendered) -> ClipSidecar:
         for i in range(0, len(video.boxes), SAMPLE_EVERY)
     ]
     return ClipSidecar(
+        schema_version=3 if spec.carriage else 2,
         event_id=spec.event_id, device_id=f"edge-{spec.train}", train_id=spec.train,
-        camera_id=spec.camera, start_utc=spec.start,
+        camera_id=spec.camera, carriage=spec.carriage, position=spec.position,
+        start_utc=spec.start,
         end_utc=spec.start + timedelta(seconds=SECONDS),
         trigger_utc=spec.start + timedelta(seconds=1),
         video={"codec": "h264", "width": WIDTH, "height": HEIGHT, "fps": FPS,

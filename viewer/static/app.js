@@ -80,6 +80,12 @@ function flags(clip) {
   return found;
 }
 
+// Where the camera is on the train, for the crew: "car 4021 left"; empty for older clips.
+function place(clip) {
+  if (!clip.carriage) return clip.position || "";
+  return `car ${clip.carriage}` + (clip.position ? ` ${clip.position}` : "");
+}
+
 function card(clip) {
   const li = document.createElement("li");
   li.className = "clip";
@@ -113,7 +119,11 @@ function card(clip) {
   foot.className = "facts";
   const event = document.createElement("span");
   event.textContent = clip.event_id + (clip.part > 1 ? ` p${clip.part}` : "");
-  foot.append(event, ...flags(clip), badge(clip.review_state));
+  const where = document.createElement("span");
+  where.className = "place";
+  where.textContent = place(clip);
+  where.title = "carriage and position";
+  foot.append(event, where, ...flags(clip), badge(clip.review_state));
   li.append(pick, img, facts, foot);
   li.addEventListener("click", () => openClip(clip.id));
   return li;
@@ -221,7 +231,8 @@ async function openClip(id) {
   const clip = detail.clip;
   $("#player").hidden = false;
   $("#player").dataset.id = id;
-  $("#clip-title").textContent = `${clip.train} · ${clip.camera} · ${clip.event_id}`;
+  $("#clip-title").textContent = [clip.train, place(clip), clip.camera, clip.event_id]
+    .filter(Boolean).join(" · ");
   const video = sidecar.video || {};
   $("#clip-facts").textContent = `${clip.start_utc || "start unknown"} · ` +
     `${(video.duration_s ?? 0).toFixed(1)} s · max score ${score(clip.max_score)} · ` +
