@@ -35,6 +35,7 @@ def _with_store(settings: ViewerSettings, work: Callable[[AzureStore], Awaitable
 
 def _filters(args: argparse.Namespace) -> Filters:
     query = {"train": args.train or "", "camera": args.camera or "",
+             "carriage": args.carriage or "",
              "min_score": "" if args.min_score is None else str(args.min_score),
              "state": args.state or "", "from": args.date_from or "", "to": args.date_to or ""}
     return Filters.from_query(query)
@@ -59,14 +60,15 @@ def list_clips(args: argparse.Namespace, settings: ViewerSettings) -> int:
     if not clips:
         sys.stdout.write(f"no clips in container {settings.container} match\n")
         return 0
-    sys.stdout.write(f"{'start (UTC)':<25} {'train':<12} {'camera':<12} {'dur s':>6} "
-                     f"{'score':>5} {'review':<14} clip id\n")
+    sys.stdout.write(f"{'start (UTC)':<25} {'train':<12} {'camera':<12} {'carriage':<14} "
+                     f"{'dur s':>6} {'score':>5} {'review':<14} clip id\n")
     for clip in clips:
         duration = "" if clip.duration_s is None else f"{clip.duration_s:.1f}"
         score = "?" if clip.max_score is None else f"{clip.max_score:.2f}"
         state = "unreadable" if clip.problems else clip.review_state
+        place = " ".join(p for p in (clip.carriage, clip.position) if p) or "-"
         sys.stdout.write(f"{(clip.start_utc or '?')[:25]:<25} {clip.id.train:<12} "
-                         f"{clip.id.camera:<12} {duration:>6} {score:>5} {state:<14} "
+                         f"{clip.id.camera:<12} {place:<14} {duration:>6} {score:>5} {state:<14} "
                          f"{clip.id}\n")
     return 0
 
@@ -115,6 +117,7 @@ def configure(parser: argparse.ArgumentParser,
     storage(listing)
     listing.add_argument("--train")
     listing.add_argument("--camera")
+    listing.add_argument("--carriage", help="Only clips from cameras on this carriage.")
     listing.add_argument("--min-score", type=float)
     listing.add_argument("--state", help="unreviewed, reviewed, confirmed, false_positive or "
                          "cleaned.")

@@ -32,6 +32,9 @@ def test_clips_list_is_newest_first_and_filters(storage_env: list[str],
     assert main(["clips", "list", "--train", "train-0002", "--min-score", "0.75"]) == 0
     rows = capsys.readouterr().out.splitlines()[1:]
     assert {row.split()[-1].split("_", 1)[1] for row in rows} == {"ev-b1", "ev-b3"}
+    assert main(["clips", "list", "--carriage", "4022"]) == 0
+    (row,) = capsys.readouterr().out.splitlines()[1:]
+    assert " 4022 right " in row and row.endswith("_ev-a4")
     assert main(["clips", "list", "--train", "../etc"]) == 2
     assert "not a valid id" in capsys.readouterr().err
 
