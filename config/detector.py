@@ -194,8 +194,8 @@ class ModelRepositorySettings(Section):
         "models volume. Local runs accept any file:// URL.")
     allow_link_local: bool = setting(
         False, "Accept a model URL whose host is, or resolves to, a link-local address "
-        "(169.254.0.0/16, fe80::/10: where cloud metadata services answer). Off, such a URL "
-        "is refused.")
+        "(169.254.0.0/16, fe80::/10: where cloud metadata services answer) or Azure's "
+        "platform address 168.63.129.16. Off, such a URL is refused.")
 
 
 class DetectorSettings(Section):

@@ -20,7 +20,6 @@ A URL a client sends is an instruction to open a connection from inside the devi
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 from collections.abc import Collection
@@ -32,15 +31,13 @@ from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from detector_module.inputs import ApiError, check_encoding, excerpt, read_stream
+from infra.addresses import ip_of, is_metadata
 from infra.logs import event, redact
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-#: Addresses never fetched from, whatever the allowlist: Azure's wireserver (platform
-#: metadata and agent traffic) is not link-local but answers on every Azure VM.
-PLATFORM_ADDRESSES = frozenset({ipaddress.ip_address("168.63.129.16")})
 
 
 @dataclass(frozen=True)
@@ -66,11 +63,8 @@ class RefusedAddress(Exception):
 
 def forbidden(address: str) -> bool:
     """Whether a fetch may never connect to this address."""
-    ip = ipaddress.ip_address(address.split("%")[0])  # fe80::1%eth0 carries a scope
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (ip.is_link_local or ip.is_unspecified or ip.is_multicast
-            or ip in PLATFORM_ADDRESSES)
+    ip = ip_of(address)
+    return is_metadata(ip) or ip.is_unspecified or ip.is_multicast
 
 
 class CheckedResolver(ThreadedResolver):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import ipaddress
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from config.detector import ModelRepositorySettings
+from infra.addresses import ip_of, is_metadata
 from infra.backoff import Backoff
 from infra.durable import write_atomic
 from infra.logs import event, redact
@@ -82,11 +82,8 @@ class UrlPolicy:
     allow_link_local: bool = False
 
 
-def _link_local(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%")[0])  # fe80::1%eth0 carries a scope
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_link_local
+def _metadata(address: str) -> bool:
+    return is_metadata(ip_of(address))
 
 
 def _file_path(url: str) -> Path:
@@ -112,7 +109,7 @@ def check_url(url: str, policy: UrlPolicy) -> None:
     except ValueError:
         raise DownloadError(f"URL {safe_url(url)} has an invalid port") from None
     try:
-        literal = _link_local(parts.hostname)
+        literal = _metadata(parts.hostname)
     except ValueError:
         return  # a name: checked on every connection, against what it resolves to
     if literal and not policy.allow_link_local:
@@ -121,8 +118,8 @@ def check_url(url: str, policy: UrlPolicy) -> None:
 
 def _refused_link_local(url: str, address: str) -> DownloadError:
     return DownloadError(f"URL {safe_url(url)} points to the link-local address {address} "
-                         "(cloud metadata services answer there); set "
-                         "model_repository.allow_link_local to allow it")
+                         "or a cloud platform address (cloud metadata services answer there); "
+                         "set model_repository.allow_link_local to allow it")
 
 
 @dataclass(frozen=True)
@@ -235,7 +232,7 @@ def _address(url: str, options: DownloadOptions) -> tuple[str, int]:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     addresses = [str(info[4][0]) for info in answers]
-    refused = [a for a in addresses if _link_local(a)]
+    refused = [a for a in addresses if _metadata(a)]
     if refused and not options.policy.allow_link_local:
         raise _refused_link_local(url, refused[0])
     return addresses[0], port

@@ -116,7 +116,8 @@ def test_url_policy_units(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
     strict, relaxed = UrlPolicy(), UrlPolicy(allow_link_local=True)
     for url in ("http://169.254.169.254/x", "http://[fe80::1]/x",
-                "http://[::ffff:169.254.169.254]/x", "https://169.254.0.1:8443/x"):
+                "http://[::ffff:169.254.169.254]/x", "https://169.254.0.1:8443/x",
+                "http://168.63.129.16/machine?comp=goalstate"):
         with pytest.raises(DownloadError, match="link-local"):
             check_url(url, strict)
         check_url(url, relaxed)
