@@ -13,8 +13,6 @@ device runs before it serves a model.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import json
 import shutil
@@ -33,6 +31,7 @@ from detector_module.package import (
     PackageError,
     load_package,
 )
+from detector_module.updates.verify import digests
 
 LABELS = "labels.txt"
 
@@ -48,12 +47,6 @@ class BuiltPackage:
     labels: tuple[str, ...]
     content_md5: str
     sha256: str
-
-
-def checksums(data: bytes) -> tuple[str, str]:
-    """(base64 of the MD5 digest, as Azure Storage writes ContentMD5; hex SHA-256)."""
-    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - Azure's checksum
-    return md5, hashlib.sha256(data).hexdigest()
 
 
 def _raw(source: Path, labels: Path | None, staging: Path) -> ModelPackage:
@@ -101,7 +94,7 @@ def build_package(source: Path, *, version: str, name: str | None = None,
         staged.write_bytes(data)
         model = load_model(load_package(staged), options or InferenceOptions(cache_dir=None))
         sanity_check(model)
-    md5, sha256 = checksums(data)
+        md5, sha256 = digests(staged)
     built = BuiltPackage(file_name=staged.name, name=model.package.name,
                          version=model.package.version, format=model.adapter.format,
                          labels=model.adapter.labels, content_md5=md5, sha256=sha256)

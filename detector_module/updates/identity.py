@@ -17,13 +17,11 @@ name and version are already installed (:class:`detector_module.updates.reposito
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from config.detector import DesiredModel
-from detector_module.updates.verify import VerifyError, digests, md5_bytes
+from detector_module.updates.verify import VerifyError, check_digests
 
 
 @dataclass(frozen=True)
@@ -32,11 +30,6 @@ class Content:
 
     sha256: str  # hex, lower case
     content_md5: str  # base64, as Azure Storage writes ContentMD5
-
-    @classmethod
-    def of_file(cls, zip_path: Path) -> Content:
-        md5_b64, sha_hex = digests(zip_path)
-        return cls(sha256=sha_hex, content_md5=md5_b64)
 
     @classmethod
     def from_json(cls, text: str) -> Content:
@@ -53,13 +46,11 @@ class Content:
         none: nothing says they are the same)."""
         if not (desired.sha256 or desired.content_md5):
             return False
-        if desired.sha256 and desired.sha256.lower() != self.sha256:
+        try:
+            check_digests(self.content_md5, self.sha256, content_md5=desired.content_md5,
+                          sha256=desired.sha256)
+        except VerifyError:
             return False
-        if desired.content_md5:
-            try:
-                return md5_bytes(desired.content_md5) == base64.b64decode(self.content_md5)
-            except VerifyError:
-                return False
         return True
 
 

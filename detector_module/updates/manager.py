@@ -187,14 +187,16 @@ class ModelManager:
             return
         self._update(status="verifying")
         try:
-            verify(part, content_md5=desired.content_md5, sha256=desired.sha256,
-                   allow_unverified=settings.allow_unverified)
+            md5_b64, sha_hex = verify(part, content_md5=desired.content_md5,
+                                      sha256=desired.sha256,
+                                      allow_unverified=settings.allow_unverified)
         except VerifyError as exc:
             discard_partial(self.repository.downloads, url, version)
             self._fail(version, str(exc))
             return
         try:
-            installed = self._install(part, desired, url, version, generation)
+            installed = self._install(part, Content(sha256=sha_hex, content_md5=md5_b64),
+                                      desired, url, version, generation)
         finally:
             discard_partial(self.repository.downloads, url, version)
         if installed is not None:
@@ -240,8 +242,8 @@ class ModelManager:
                       bytes=have, total=total)
         return progress
 
-    def _install(self, part: Path, desired: DesiredModel, url: str, version: str,
-                 generation: int) -> tuple[Path, bool] | None:
+    def _install(self, part: Path, content: Content, desired: DesiredModel, url: str,
+                 version: str, generation: int) -> tuple[Path, bool] | None:
         """Unpack into staging and move into the repository: the folder and whether it is new
         (False: that very package was there); None if refused or superseded."""
         settings = self.runtime.settings.model_repository
@@ -255,7 +257,7 @@ class ModelManager:
             if self._cancelled(generation)():
                 return None
             fresh = not self.repository.path(name, version).is_dir()
-            return self.repository.install(staged, name, version, Content.of_file(part)), fresh
+            return self.repository.install(staged, name, version, content), fresh
         except Immutable as exc:
             self._fail(version, str(exc), name)
             return None

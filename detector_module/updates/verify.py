@@ -42,18 +42,25 @@ def md5_bytes(content_md5: str) -> bytes:
     return raw
 
 
-def verify(path: Path, *, content_md5: str | None, sha256: str | None,
-           allow_unverified: bool = False) -> None:
-    """Raise VerifyError unless every checksum given matches; with none, unless allowed."""
-    if not content_md5 and not sha256:
-        if allow_unverified:
-            return
-        raise VerifyError("the twin gives no checksum (content_md5 or sha256) and "
-                          "model_repository.allow_unverified is false")
-    md5_b64, sha_hex = digests(path)
+def check_digests(md5_b64: str, sha_hex: str, *, content_md5: str | None,
+                  sha256: str | None) -> None:
+    """VerifyError unless each checksum given names these digests (a downloaded file's, or
+    those recorded with an installed package)."""
     if content_md5 and base64.b64decode(md5_b64) != md5_bytes(content_md5):
         raise VerifyError(f"MD5 mismatch: the file is not the one content_md5 "
                           f"{content_md5.strip()[:40]!r} names")
     if sha256 and sha256.lower() != sha_hex:
         raise VerifyError(f"sha256 mismatch: the file is not the one sha256 {sha256.lower()!r} "
                           "names")
+
+
+def verify(path: Path, *, content_md5: str | None, sha256: str | None,
+           allow_unverified: bool = False) -> tuple[str, str]:
+    """The file's (base64 MD5, hex sha256) once every checksum given matched them; with none
+    given, VerifyError unless allowed. The digests are what the repository records."""
+    if not content_md5 and not sha256 and not allow_unverified:
+        raise VerifyError("the twin gives no checksum (content_md5 or sha256) and "
+                          "model_repository.allow_unverified is false")
+    found = digests(path)
+    check_digests(*found, content_md5=content_md5, sha256=sha256)
+    return found

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -17,8 +18,8 @@ from config.detector import DesiredModel
 from detector_module.backends import InferenceOptions
 from detector_module.engine import load_model, sanity_check
 from detector_module.package import load_package
-from detector_module.packaging import checksums
 from tests.detector.models import compact_model, compact_raw, constant_model
+from tests.detector.updates.conftest import md5_b64
 
 LABELS = ["graffiti", "person"]
 CV_METADATA = {"Image.BitmapPixelFormat": "Bgr8", "Image.NominalPixelRange": "NominalRange_0_255",
@@ -111,8 +112,8 @@ def test_model_package_checks_then_writes_and_prints_what_to_send(
     assert (code, err) == (0, "")
     data = output.read_bytes()
     patch = printed_patch(out)
-    md5, sha256 = checksums(data)
-    assert patch["model"]["ContentMD5"] == md5 and patch["model"]["sha256"] == sha256
+    assert patch["model"]["ContentMD5"] == md5_b64(data)
+    assert patch["model"]["sha256"] == hashlib.sha256(data).hexdigest()
     assert DesiredModel.model_validate(patch["model"]).version == "1.2.0"
     layer = json.loads(output.with_name("tags-1.2.0.layer.json").read_text())
     assert layer["content"]["modulesContent"]["detector_module"][

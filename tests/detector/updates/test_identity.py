@@ -11,6 +11,7 @@ import pytest
 from config.detector import DesiredModel
 from detector_module.updates.identity import Content, Installed, is_wanted
 from detector_module.updates.repository import Immutable, ModelRepository
+from detector_module.updates.verify import digests
 from tests.detector.running import Running
 from tests.detector.updates.conftest import md5_b64, package_bytes, unpacked
 from tests.detector.updates.server import PackageServer
@@ -81,7 +82,8 @@ def test_a_version_under_another_model_name_is_not_switched_to(
 def test_which_installed_package_a_twin_entry_names(tmp_path: Path) -> None:
     zip_path = tmp_path / "p.zip"
     zip_path.write_bytes(b"package bytes")
-    content = Content.of_file(zip_path)
+    file_md5, file_sha = digests(zip_path)
+    content = Content(sha256=file_sha, content_md5=file_md5)
     recorded = Installed("graffiti", "2.0.0", content)
     unrecorded = Installed("graffiti", "2.0.0", None)
     sha = hashlib.sha256(b"package bytes").hexdigest()
