@@ -212,9 +212,13 @@ class Api:
     def settings(self) -> DetectorSettings:
         return self._settings()
 
-    @property
-    def slot(self) -> ModelSlot:
-        return self._slot
+    def serving(self) -> LoadedModel:
+        """The model that answers a request; 503 (retry soon) while there is none."""
+        model = self._slot.current
+        if model is None:
+            raise ApiError(503, "no_model", self._slot.error or "no model is loaded yet",
+                           {"Retry-After": "5"})
+        return model
 
     async def upload(self, request: web.Request) -> bytes:
         """The image a request carries, under the body limits in force."""
@@ -233,10 +237,7 @@ class Api:
             header = inspect(data, server.max_pixels)
         except ImageError as exc:
             raise ApiError(exc.status, exc.kind, str(exc)) from None
-        model = self._slot.current
-        if model is None:
-            raise ApiError(503, "no_model", self._slot.error or "no model is loaded yet",
-                           {"Retry-After": "5"})
+        model = self.serving()
         assert self._slots is not None
         if not await self._slots.acquire(server.max_concurrent, server.queue_wait_s):
             raise ApiError(503, "busy", f"{server.max_concurrent} inferences are running and "

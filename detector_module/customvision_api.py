@@ -128,10 +128,7 @@ class CustomVisionApi:
     @_guarded
     async def classify(self, request: web.Request) -> web.Response:
         _names(request)
-        model = self._api.slot.current
-        if model is None:
-            raise ApiError(503, "no_model", self._api.slot.error or "no model is loaded yet",
-                           {"Retry-After": "5"})
+        model = self._api.serving()
         raise ApiError(400, "not_a_classifier", f"the model {model.package.name} "
                        f"{model.package.version} is an object detector: use the "
                        "detect/iterations/{name}/image route")
