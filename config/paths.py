@@ -17,18 +17,6 @@ from config.fields import Section
 S = TypeVar("S", bound=Section)
 
 
-def data_paths(settings: Section, prefix: str = "") -> dict[str, Path]:
-    """Dotted setting path -> value of every folder setting that is set (``None`` is off)."""
-    found: dict[str, Path] = {}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if isinstance(value, Section):
-            found |= data_paths(value, f"{prefix}{name}.")
-        elif isinstance(value, Path):
-            found[f"{prefix}{name}"] = value
-    return found
-
-
 def under_data_dir(settings: S, data_dir: Path) -> S:
     """``settings`` with each relative folder setting joined to ``data_dir``."""
     updates: dict[str, object] = {}

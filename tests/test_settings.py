@@ -16,10 +16,10 @@ from config.camera import CameraSettings
 from config.detector import DetectorSettings
 from config.errors import SettingsRejected
 from config.layers import diff, env_layer, merge
-from config.paths import data_paths
 from config.registry import MODULES
 from config.store import SettingsStore
 from tests.support.documents import nested
+from tests.support.folders import data_paths
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

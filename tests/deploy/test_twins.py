@@ -17,9 +17,10 @@ from jsonschema import Draft4Validator
 from pydantic import BaseModel, ValidationError
 
 from config.layers import env_layer, merge
-from config.paths import data_paths, under_data_dir
+from config.paths import under_data_dir
 from config.registry import MODULES
 from tests.deploy.conftest import BLOB_MODULE, agent_modules, desired, sample_variables
+from tests.support.folders import data_paths
 
 # Blob Storage on IoT Edge's desired properties, as Microsoft documents them
 # (learn.microsoft.com/azure/iot-edge/how-to-store-data-blob): unknown keys are errors here
