@@ -105,7 +105,7 @@ class OutboundQueue:
         logged: it is still sent while the process lives, as before there was a queue."""
         with self._lock:
             entry = Queued(next(self._seq), output, msg_type, message_id, data)
-            self._make_room(len(data))
+            self._trim(room_for=len(data))
             try:
                 write_atomic(self.folder / entry.name, entry.record())
             except OSError as exc:
@@ -128,9 +128,11 @@ class OutboundQueue:
             self._bytes -= len(entry.data)
             self._remove(entry)
 
-    def _make_room(self, incoming: int) -> None:
-        """Drop the oldest until one more message of ``incoming`` bytes fits both bounds."""
-        while self._entries and (len(self._entries) >= self.max_count
+    def _trim(self, room_for: int | None = None) -> None:
+        """Drop the oldest until the queue is within both bounds, with room for one more
+        message of ``room_for`` bytes if given."""
+        extra, incoming = (0, 0) if room_for is None else (1, room_for)
+        while self._entries and (len(self._entries) + extra > self.max_count
                                  or self._bytes + incoming > self.max_bytes):
             self._drop_oldest()
 
@@ -175,10 +177,7 @@ class OutboundQueue:
                 continue
             self._entries.append(entry)
             self._bytes += len(entry.data)
-        # The bounds may have been lowered since the files were written.
-        while self._entries and (len(self._entries) > self.max_count
-                                 or self._bytes > self.max_bytes):
-            self._drop_oldest()
+        self._trim()  # the bounds may have been lowered since the files were written
         if self._entries:
             event(log, logging.INFO, "link.queue_loaded", messages=len(self._entries),
                   bytes=self._bytes, folder=self.folder)
