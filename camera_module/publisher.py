@@ -49,7 +49,7 @@ from camera_module.journal import JournalError, remove
 from camera_module.packets import EncodedPacket
 from camera_module.recording import Recording
 from camera_module.sampling import WallClock
-from camera_module.sidecar import build_sidecar
+from camera_module.sidecar import build_sidecar, camera_ids
 from camera_module.source import Spawn, plain_thread
 from config.camera import IdentitySettings
 from contracts.clip import SIDECAR_SUFFIX, VIDEO_SUFFIX, clip_stem
@@ -65,13 +65,6 @@ RETRY_S = 15.0
 KEEP_DROPPED = 20
 MAX_CRASHES = 2
 UNUSABLE_SUFFIX = ".unusable"
-
-
-def camera_ids(names: IdentitySettings) -> dict[str, str | None]:
-    """The train, camera, carriage and position fields every camera message carries, as the
-    twin names them now."""
-    return {"train_id": names.train_id, "camera_id": names.camera_id,
-            "carriage": names.carriage, "position": names.position}
 
 
 @dataclass

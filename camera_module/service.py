@@ -35,10 +35,10 @@ from typing import Any
 
 from camera_module.detector import DetectorClient, DetectorError, Scored, encode_jpeg, scaled_size
 from camera_module.packets import PacketRing
-from camera_module.publisher import camera_ids
 from camera_module.recorder import Recorder
 from camera_module.recording import Observation
 from camera_module.sampling import LatestSlot, Sample, Sampler, WallClock
+from camera_module.sidecar import camera_ids
 from camera_module.source import SourceStats, StreamSource
 from camera_module.trigger import Action, EventEnded, EventStarted, PartSplit, Trigger
 from config.camera import CameraSettings

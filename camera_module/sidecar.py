@@ -30,6 +30,13 @@ from contracts.clip import (
 UNKNOWN_MODEL = ModelInfo(name="unknown", version="unknown")
 
 
+def camera_ids(names: IdentitySettings) -> dict[str, str | None]:
+    """The train, camera, carriage and position fields every camera message and sidecar
+    carry, as the twin names them now."""
+    return {"train_id": names.train_id, "camera_id": names.camera_id,
+            "carriage": names.carriage, "position": names.position}
+
+
 def build_sidecar(rec: Recording, video: VideoResult, video_file: Path, *, thumbnail: bool,
                   device_id: str, names: IdentitySettings, wall: WallClock) -> ClipSidecar:
     """The sidecar of ``rec`` written as ``video`` to ``video_file`` (measured here, once the
@@ -38,8 +45,7 @@ def build_sidecar(rec: Recording, video: VideoResult, video_file: Path, *, thumb
     scores = [d.score for f in frames for d in f.detections]
     return ClipSidecar(
         event_id=rec.event_id, part=rec.part, device_id=device_id,
-        train_id=names.train_id, camera_id=names.camera_id, carriage=names.carriage,
-        position=names.position,
+        **camera_ids(names),
         start_utc=wall.utc(video.first_t), end_utc=wall.utc(video.last_t),
         trigger_utc=wall.utc(rec.trigger_t),
         video=video_facts(video, video_file),
