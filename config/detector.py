@@ -36,7 +36,8 @@ class ServerSettings(Section):
     max_pixels: int = setting(40_000_000, "Largest decoded image (width x height); larger gets "
                               "413 before decoding, so a decompression bomb cannot exhaust "
                               "memory.", unit="px", ge=1, le=500_000_000)
-    max_concurrent: int = setting(2, "Inferences run at once; more wait.", ge=1, le=64)
+    max_concurrent: int = setting(2, "Inferences run at once; more wait, the cameras taking "
+                                  "turns (one waiting frame each, the newest).", ge=1, le=64)
     queue_wait_s: float = setting(1.0, "How long an excess request waits for a slot before 503 "
                                   "with Retry-After.", unit="s", ge=0, le=60)
     idle_timeout_s: float = setting(

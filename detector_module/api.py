@@ -28,6 +28,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from config.detector import DetectorSettings, EventSettings, ServerSettings
 from contracts.detection import Detection
+from detector_module.admission import Admission, Superseded
 from detector_module.detection import PostProcess
 from detector_module.engine import LoadedModel, ModelSlot
 from detector_module.events import DetectionEvents
@@ -113,28 +114,6 @@ class Scored(NamedTuple):
     seconds: float
 
 
-class Slots:
-    """Bounded concurrent inferences whose limit follows the live settings."""
-
-    def __init__(self) -> None:
-        self.busy = 0
-        self._cond = asyncio.Condition()
-
-    async def acquire(self, limit: int, wait_s: float) -> bool:
-        async with self._cond:
-            try:
-                await asyncio.wait_for(self._cond.wait_for(lambda: self.busy < limit), wait_s)
-            except TimeoutError:
-                return False
-            self.busy += 1
-            return True
-
-    async def release(self) -> None:
-        async with self._cond:
-            self.busy -= 1
-            self._cond.notify_all()
-
-
 class Api:
     """Handlers over the shared state; ``settings()`` returns the settings in force."""
 
@@ -147,7 +126,7 @@ class Api:
         self._metrics = metrics
         self._executor = executor
         self._workers = workers
-        self._slots: Slots | None = None
+        self._admission: Admission | None = None
         self._mounted: list[web.RouteDef] = []
 
     def mount(self, routes: Iterable[web.RouteDef]) -> None:
@@ -179,7 +158,7 @@ class Api:
         return app
 
     async def _startup(self, app: web.Application) -> None:
-        self._slots = Slots()  # created on the serving loop it belongs to
+        self._admission = Admission()  # created on the serving loop it belongs to
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -238,8 +217,14 @@ class Api:
         except ImageError as exc:
             raise ApiError(exc.status, exc.kind, str(exc)) from None
         model = self.serving()
-        assert self._slots is not None
-        if not await self._slots.acquire(server.max_concurrent, server.queue_wait_s):
+        assert self._admission is not None
+        try:
+            admitted = await self._admission.acquire(camera, server.max_concurrent,
+                                                     server.queue_wait_s)
+        except Superseded:
+            raise ApiError(503, "busy", f"a newer frame of camera {camera} took this one's "
+                           "place in the queue", {"Retry-After": "1"}) from None
+        if not admitted:
             raise ApiError(503, "busy", f"{server.max_concurrent} inferences are running and "
                            f"none finished within {server.queue_wait_s} s; retry later",
                            {"Retry-After": "1"})
@@ -251,7 +236,7 @@ class Api:
         except ImageError as exc:
             raise ApiError(exc.status, exc.kind, str(exc)) from None
         finally:
-            await self._slots.release()
+            self._admission.release()
         return Scored(model, header, detections, seconds)
 
     def _infer(self, model: LoadedModel, data: bytes, header: ImageHeader,
@@ -312,5 +297,5 @@ class Api:
     async def metrics(self, request: web.Request) -> web.Response:
         model = self._slot.current
         text = self._metrics.render(model.info() if model else None,
-                                    self._slots.busy if self._slots else 0)
+                                    self._admission.busy if self._admission else 0)
         return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_TYPE})

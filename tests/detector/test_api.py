@@ -260,3 +260,40 @@ def test_chunked_body_over_the_live_limit_is_413(start: Callable[..., Running]) 
         conn.close()
     running.edit("server", max_body_mb=8)
     assert wait_until(lambda: running.post("/score").status == 200, 3)
+
+
+def test_a_greedy_camera_does_not_starve_the_polite_ones(start: Callable[..., Running]) -> None:
+    """Eight requests of one camera always waiting, two cameras posting one frame at a time:
+    each polite frame is served at the next free slot, the greedy ones replace each other."""
+    running = start(server={"max_concurrent": 1, "queue_wait_s": 1.0})
+    assert running.service.wait_ready(10)
+    model = running.service.slot.current
+    assert model is not None
+    real = model.detect
+
+    def slow(*args: object) -> object:
+        time.sleep(0.1)
+        return real(*args)  # type: ignore[arg-type]
+    model.detect = slow  # type: ignore[method-assign]
+    stop = threading.Event()
+    statuses: dict[str, list[int]] = {"greedy": [], "polite-a": [], "polite-b": []}
+
+    def post(camera: str, frames: int | None) -> None:
+        sent = 0
+        while not stop.is_set() and (frames is None or sent < frames):
+            statuses[camera].append(running.post(f"/score?camera_id={camera}").status)
+            sent += 1
+    greedy = [threading.Thread(target=post, args=("greedy", None)) for _ in range(8)]
+    polite = [threading.Thread(target=post, args=(c, 8)) for c in ("polite-a", "polite-b")]
+    for t in greedy:
+        t.start()
+    time.sleep(0.3)  # the greedy camera fills the queue first
+    for t in polite:
+        t.start()
+    for t in polite:
+        t.join(30)
+    stop.set()
+    for t in greedy:
+        t.join(10)
+    assert statuses["polite-a"] == [200] * 8 and statuses["polite-b"] == [200] * 8
+    assert 503 in statuses["greedy"] and 200 in statuses["greedy"]
