@@ -4,8 +4,8 @@ One detector serves every camera of a train. A plain FIFO queue lets the camera 
 most often (a higher ``detect_fps``, a client without backoff) fill the queue, so the others
 wait longest exactly when the detector is overloaded. Here, a freed slot goes to the waiting
 camera that was served longest ago, and each camera holds at most one waiting request: a
-newer frame replaces its older one (which is answered 503 ``superseded`` at once, as it is
-stale anyway). That is the camera's own newest-frame-wins rule, applied in the detector too.
+newer frame replaces its older one (which is answered 503 ``busy`` at once, as it is stale
+anyway). That is the camera's own newest-frame-wins rule, applied in the detector too.
 
 Requests without a ``camera_id`` (the Web API, Custom Vision clients) share one turn among
 themselves and queue in order, since each of them is an answer a client waits for. A camera
@@ -99,7 +99,7 @@ class Admission:
     def _dispatch(self) -> None:
         """Hand free slots to the waiting cameras, longest unserved first."""
         while self.busy < self._limit and self._waiting:
-            camera = min(self._waiting, key=lambda c: self._served.get(c, 0))
+            camera = min(self._waiting, key=self._served.__getitem__)
             queue = self._waiting[camera]
             ticket = queue.popleft()
             if not queue:

@@ -28,6 +28,13 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
+async def _release(admission: Admission, times: int) -> None:
+    """Free the slot ``times`` times, letting each granted waiter run before the next."""
+    for _ in range(times):
+        admission.release()
+        await _settle()
+
+
 def test_a_freed_slot_goes_to_the_camera_served_longest_ago() -> None:
     async def scenario() -> list[str | None]:
         admission, order = Admission(), []
@@ -37,9 +44,7 @@ def test_a_freed_slot_goes_to_the_camera_served_longest_ago() -> None:
         assert await admission.acquire("greedy", 1, 1)  # greedy holds the slot
         tasks = [asyncio.create_task(_waiter(admission, c, order)) for c in ("greedy", "b", "a")]
         await _settle()
-        for _ in range(3):
-            admission.release()
-            await _settle()
+        await _release(admission, 3)
         await asyncio.gather(*tasks)
         admission.release()
         assert admission.busy == 0 and admission.waiting == 0
@@ -72,9 +77,7 @@ def test_requests_without_a_camera_queue_in_order_and_are_never_replaced() -> No
         tasks = [asyncio.create_task(_waiter(admission, None, order)) for _ in range(3)]
         await _settle()
         assert admission.waiting == 3
-        for _ in range(4):
-            admission.release()
-            await _settle()
+        await _release(admission, 4)
         assert await asyncio.gather(*tasks) == [True, True, True]
         assert order == [None, None, None] and admission.busy == 0
     run(scenario())
@@ -104,9 +107,7 @@ def test_a_new_camera_id_counts_as_just_served_and_ids_are_bounded() -> None:
         assert await admission.acquire("holder", 1, 1)
         tasks = [asyncio.create_task(_waiter(admission, c, order)) for c in ("new", "old")]
         await _settle()
-        for _ in range(2):
-            admission.release()
-            await _settle()
+        await _release(admission, 2)
         await asyncio.gather(*tasks)
         admission.release()
         for i in range(MAX_REMEMBERED + 10):

@@ -138,17 +138,22 @@ def test_no_model_is_503_not_500(start: Callable[..., Running], tmp_path: Path) 
     assert running.get("/healthz").status == 200
 
 
-def test_excess_requests_get_503_with_retry_after(start: Callable[..., Running]) -> None:
-    running = start(server={"max_concurrent": 1, "queue_wait_s": 0.2})
+def _slow_inference(running: Running, seconds: float) -> None:
+    """Make every inference of the loaded model take ``seconds`` longer, so slots stay busy."""
     assert running.service.wait_ready(10)
     model = running.service.slot.current
     assert model is not None
     real = model.detect
 
     def slow(*args: object) -> object:
-        time.sleep(1.0)
+        time.sleep(seconds)
         return real(*args)  # type: ignore[arg-type]
     model.detect = slow  # type: ignore[method-assign]
+
+
+def test_excess_requests_get_503_with_retry_after(start: Callable[..., Running]) -> None:
+    running = start(server={"max_concurrent": 1, "queue_wait_s": 0.2})
+    _slow_inference(running, 1.0)
     replies: list[Reply] = []
     threads = [threading.Thread(target=lambda: replies.append(running.post("/score")))
                for _ in range(2)]
@@ -266,15 +271,7 @@ def test_a_greedy_camera_does_not_starve_the_polite_ones(start: Callable[..., Ru
     """Eight requests of one camera always waiting, two cameras posting one frame at a time:
     each polite frame is served at the next free slot, the greedy ones replace each other."""
     running = start(server={"max_concurrent": 1, "queue_wait_s": 1.0})
-    assert running.service.wait_ready(10)
-    model = running.service.slot.current
-    assert model is not None
-    real = model.detect
-
-    def slow(*args: object) -> object:
-        time.sleep(0.1)
-        return real(*args)  # type: ignore[arg-type]
-    model.detect = slow  # type: ignore[method-assign]
+    _slow_inference(running, 0.1)
     stop = threading.Event()
     statuses: dict[str, list[int]] = {"greedy": [], "polite-a": [], "polite-b": []}
 
