@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
+from itertools import islice
 
 MAX_REMEMBERED = 1024  # camera ids whose last turn is kept; the oldest idle ones are forgotten
 
@@ -84,11 +85,12 @@ class Admission:
         if camera in self._served:
             return
         self._served[camera] = self._turn
-        while len(self._served) > MAX_REMEMBERED:
-            idle = next((c for c in self._served if c not in self._waiting), None)
-            if idle is None:
-                break
-            del self._served[idle]
+        excess = len(self._served) - MAX_REMEMBERED
+        if excess > 0:
+            # Cameras waiting, and this one, keep their turn: the dispatcher orders by it.
+            idle = (c for c in self._served if c not in self._waiting and c != camera)
+            for forgotten in list(islice(idle, excess)):
+                del self._served[forgotten]
 
     def _grant(self, camera: str | None) -> None:
         self.busy += 1

@@ -116,3 +116,37 @@ def test_a_new_camera_id_counts_as_just_served_and_ids_are_bounded() -> None:
         assert admission.remembered == MAX_REMEMBERED
         return order
     assert run(scenario()) == ["old", "new"]
+
+
+
+def test_the_memory_stays_bounded_when_the_shared_turn_is_its_oldest_entry() -> None:
+    """Requests without a camera share the key None; as the oldest idle entry it must be
+    forgotten like any other, not taken for "nothing left to forget"."""
+    async def scenario() -> int:
+        admission = Admission()
+        assert await admission.acquire(None, 1, 1)
+        admission.release()
+        for i in range(MAX_REMEMBERED + 10):
+            assert await admission.acquire(f"id-{i}", 1, 1)
+            admission.release()
+        return admission.remembered
+    assert run(scenario()) == MAX_REMEMBERED
+
+
+def test_a_new_camera_keeps_its_turn_while_every_remembered_one_is_waiting() -> None:
+    """Invented ids filling the memory with waiting requests: the next new id must not be
+    the one forgotten, or its turn is unknown when a slot is handed on."""
+    async def scenario() -> tuple[int, int, int]:
+        admission, order = Admission(), []
+        assert await admission.acquire("holder", 1, 1)
+        ids = [f"id-{i}" for i in range(MAX_REMEMBERED)] + ["late"]
+        tasks = [asyncio.create_task(_waiter(admission, c, order)) for c in ids]
+        await _settle()
+        remembered = admission.remembered
+        await _release(admission, len(ids) + 1)
+        granted = await asyncio.gather(*tasks)
+        return sum(granted), order.index("late"), remembered
+    granted, late, remembered = run(scenario())
+    assert remembered == MAX_REMEMBERED + 1, "every waiting camera and the new one are kept"
+    assert granted == MAX_REMEMBERED + 1
+    assert late == MAX_REMEMBERED, "the new id counts as just served: its turn is last"
