@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from camera_module.decode_mode import DecodeMode
 from camera_module.detector import DetectorClient, DetectorError, Scored, encode_jpeg, scaled_size
 from camera_module.packets import PacketRing
 from camera_module.recorder import Recorder
@@ -58,7 +59,13 @@ LATENCY_WINDOW = 500
 
 
 def ring_seconds(settings: CameraSettings) -> float:
-    return max(settings.recording.pre_roll_s + RING_SLACK_S, settings.recording.on_demand_max_s)
+    """An idle camera's first sighting may come up to two GOPs before the event starts (it is
+    seen at one keyframe, full decoding starts at the next), and its pre-roll reaches back
+    from that sighting."""
+    sampling = settings.sampling
+    idle_slack = 2 * sampling.idle_max_gop_s if sampling.idle_mode == "keyframes" else 0.0
+    return max(settings.recording.pre_roll_s + RING_SLACK_S + idle_slack,
+               settings.recording.on_demand_max_s)
 
 
 class Metrics:
@@ -93,6 +100,8 @@ class CameraService(ModuleService[CameraSettings]):
         self.sampler = Sampler(lambda: self.runtime.settings.sampling.detect_fps, self.slot,
                                self.wall)
         self.metrics = Metrics()
+        self.decode_mode = DecodeMode(lambda: self.runtime.settings.sampling,
+                                      lambda: self.runtime.settings.identity.camera_id, clock())
         self.trigger = Trigger(settings.trigger, settings.recording, self._new_event_id)
         data_dir = runtime.options.data_dir
         self.recorder = Recorder(
@@ -145,13 +154,14 @@ class CameraService(ModuleService[CameraSettings]):
         if record_url == stream.detect_url:
             self.sources = [StreamSource("camera", record_url, get,
                                          on_packet=self.recorder.on_packet,
-                                         on_frame=self.sampler.offer, **common)]
+                                         on_frame=self.sampler.offer,
+                                         decode_mode=self.decode_mode, **common)]
         else:
             self.sources = [
                 StreamSource("record", record_url, get, on_packet=self.recorder.on_packet,
                              **common),
                 StreamSource("detect", stream.detect_url, get, on_frame=self.sampler.offer,
-                             **common),
+                             decode_mode=self.decode_mode, **common),
             ]
         for source in self.sources:
             source.start()
@@ -213,6 +223,9 @@ class CameraService(ModuleService[CameraSettings]):
             obs = Observation(sample.t, counted, max((d.score for d in counted), default=0.0),
                               sample.frame)
             actions = self.trigger.observe(sample.t, scored.detections)
+            if self.trigger.stirred(scored.detections,
+                                    self.runtime.settings.sampling.wake_score):
+                self.decode_mode.stir(sample.t)
         # Order matters: a recording started by these actions takes the history up to (not
         # including) this sample, then this sample with its frame (the thumbnail).
         self._decide(actions, obs)
@@ -321,7 +334,8 @@ class CameraService(ModuleService[CameraSettings]):
             "stream": {s.name: s.stats.report() for s in self.sources},
             "sampling": {"samples": m.samples, "skipped": self.slot.skipped,
                          "slotDepth": self.slot.depth,
-                         "latencyP50Ms": m.latency_ms(50), "latencyP95Ms": m.latency_ms(95)},
+                         "latencyP50Ms": m.latency_ms(50), "latencyP95Ms": m.latency_ms(95),
+                         **self.decode_mode.report()},
             "detector": {"status": m.detector_status, "ok": m.detector_ok,
                          "failures": m.detector_failures, "lastError": m.detector_error,
                          "model": None if self._model is None else

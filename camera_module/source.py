@@ -25,6 +25,7 @@ from fractions import Fraction
 
 import av
 
+from camera_module.decode_mode import DecodeMode
 from camera_module.packets import Anchor, EncodedPacket, StreamInfo
 from config.camera import StreamSettings
 from infra.backoff import Backoff
@@ -90,14 +91,17 @@ class StreamSource:
     def __init__(self, name: str, url: str, settings: Callable[[], StreamSettings], *,
                  on_packet: PacketSink | None = None, on_frame: FrameSink | None = None,
                  on_status: StatusSink | None = None,
+                 decode_mode: DecodeMode | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  spawn: Spawn = plain_thread) -> None:
+        """``decode_mode`` (detect stream only): decode keyframes only while it says so."""
         self.name = name
         self.url = url
         self._settings = settings
         self._on_packet = on_packet
         self._on_frame = on_frame
         self._on_status = on_status
+        self._decode_mode = decode_mode
         self._clock = clock
         self._spawn = spawn
         self.stats = SourceStats()
@@ -187,6 +191,8 @@ class StreamSource:
         if decoder is not None:
             decoder.thread_type = "AUTO"
         self._session += 1
+        if self._decode_mode is not None:
+            self._decode_mode.new_session()
         rate = stream.average_rate or stream.guessed_rate or 25
         info = StreamInfo(self._session, stream.codec_context.name, stream.width,
                           stream.height, float(rate), Fraction(stream.time_base),
@@ -253,6 +259,9 @@ class StreamSource:
         else:
             raw = av.Packet(data)
             raw.pts, raw.dts, raw.time_base = last.pts, last.dts, last.time_base
+        if unit.keyframe and self._decode_mode is not None:
+            # Applied per packet, also by FFmpeg's frame threads: from this keyframe on.
+            decoder.skip_frame = self._decode_mode.at_keyframe(unit.t, unit.offset)
         frames = decoder.decode(raw)
         for frame in frames:
             self.stats.frames += 1

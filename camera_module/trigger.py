@@ -69,11 +69,14 @@ def inside(point: tuple[float, float], polygon: Sequence[Sequence[float]]) -> bo
     return result
 
 
-def counts(detection: Detection, cfg: TriggerSettings) -> bool:
-    """Whether one detection counts under the thresholds in force."""
+def counts(detection: Detection, cfg: TriggerSettings, wake_score: float | None = None) -> bool:
+    """Whether one detection counts under the thresholds in force; with ``wake_score``,
+    whether it is enough to wake an idle camera (the same labels, sizes and zones, and a
+    score at or above the lower of ``wake_score`` and the label's threshold)."""
     if cfg.labels and detection.label not in cfg.labels:
         return False
-    if detection.score < cfg.label_min_score.get(detection.label, cfg.min_score):
+    threshold = cfg.label_min_score.get(detection.label, cfg.min_score)
+    if detection.score < (threshold if wake_score is None else min(threshold, wake_score)):
         return False
     if not cfg.min_box_area <= detection.area <= cfg.max_box_area:
         return False
@@ -120,6 +123,12 @@ class Trigger:
 
     def counting(self, detections: Sequence[Detection]) -> list[Detection]:
         return [d for d in detections if counts(d, self.cfg)]
+
+    def stirred(self, detections: Sequence[Detection], wake_score: float) -> bool:
+        """Whether an idle camera should wake: an event is under way, or a detection reaches
+        the wake threshold."""
+        return self._active is not None or any(counts(d, self.cfg, wake_score)
+                                               for d in detections)
 
     def observe(self, t: float, detections: Sequence[Detection]) -> list[Action]:
         """One sampled frame at time ``t`` and everything the detector found in it."""

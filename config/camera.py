@@ -84,6 +84,25 @@ class SamplingSettings(Section):
     request_timeout_s: float = setting(2.0, "Timeout of one /score request.", unit="s", gt=0,
                                        le=60)
     jpeg_quality: int = setting(85, "JPEG quality of frames sent to the detector.", ge=30, le=100)
+    idle_mode: Literal["keyframes", "off"] = setting(
+        "keyframes", "Depot idle mode: `keyframes` decodes only the detect stream's keyframes "
+        "(one sample per keyframe, a fraction of the CPU) while the camera has seen nothing "
+        "for idle_quiet_s; a detection at or above wake_score brings full decoding back from "
+        "the next keyframe. Recording is unchanged. `off` always decodes every frame.",
+    )
+    wake_score: float = setting(
+        0.3, "Score of a detection that ends idle mode. A value above the trigger's lowest "
+        "threshold (min_score or a label_min_score) is lowered to it, so whatever could "
+        "start an event also wakes the camera.", ge=0, le=1,
+    )
+    idle_quiet_s: float = setting(30.0, "How long a camera must have had no event and no "
+                                  "detection at or above wake_score before it goes idle.",
+                                  unit="s", ge=1, le=3600)
+    idle_max_gop_s: float = setting(
+        4.0, "Longest keyframe interval (GOP) at which idle mode is used: an idle camera "
+        "notices graffiti up to one GOP late. A stream with a longer GOP is always decoded in "
+        "full, and the reason is reported.", unit="s", gt=0, le=60,
+    )
 
 
 class TriggerSettings(Section):

@@ -23,6 +23,8 @@ import pytest
 
 from local_run.processes import free_port, stop_process, wait_for_port
 from local_run.rtsp_camera import RtspServer
+from samples.world.encode import write_mp4
+from samples.world.video import generate
 from tests.camera.clips import iou, read_clip, sidecars
 from tests.camera.conftest import Camera, twin
 from tests.support.polling import wait_until
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MODELS = sorted((ROOT / "samples" / "models").glob("graffiti-sample-*.zip"))
 SAMPLE_KEYFRAME_S = 2.0
 PRE_ROLL_S = 2.0
+SPRAYING_FPS = 25
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +47,20 @@ def spraying(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     return out, json.loads(out.with_suffix(".json").read_text())
 
 
-@pytest.fixture
-def detector(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One detector for the module's tests: each camera asks it afresh, as cameras do."""
     assert MODELS, "the product ships samples/models/graffiti-sample-<version>.zip"
+    folder = tmp_path_factory.mktemp("detector")
     port = free_port()
-    log = (tmp_path / "detector.log").open("wb")
+    log = (folder / "detector.log").open("wb")
     process = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "detector-module"), "--port", str(port), "--data-dir",
-         str(tmp_path / "detector"), "--twin-wait", "1"], cwd=ROOT, stdout=log, stderr=log)
+         str(folder / "data"), "--twin-wait", "1"], cwd=ROOT, stdout=log, stderr=log)
     try:
         wait_for_port(port, 60)
         url = f"http://127.0.0.1:{port}"
-        assert wait_until(lambda: _ready(url), 90), (tmp_path / "detector.log").read_text()
+        assert wait_until(lambda: _ready(url), 90), (folder / "detector.log").read_text()
         yield url
     finally:
         stop_process(process, timeout_s=10)
@@ -119,3 +124,52 @@ def test_real_detector_and_sample_model_record_the_sprayed_tag(
             total += 1
             matched += any(iou(detection.box, box) >= 0.3 for box in boxes)
     assert total >= 5 and matched / total >= 0.7, f"{matched}/{total} match the ground truth"
+
+
+@pytest.fixture(scope="module")
+def depot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A parked carriage, quiet for 6 s (the scenario's first clean second played forth and
+    back, so the picture never jumps), then the spraying scenario in 8 s: the tag grows from
+    7 s to 10 s and stays to the end at 14 s, where a looped camera is back to the clean car."""
+    frames, _ = generate("spraying", 0, 640, 360, SPRAYING_FPS, 8.0)
+    scene = list(frames)
+    lead_in = scene[:SPRAYING_FPS]
+    quiet = (lead_in + lead_in[::-1]) * 3
+    out = tmp_path_factory.mktemp("depot") / "depot.mp4"
+    write_mp4(out, quiet + scene, 640, 360, SPRAYING_FPS, keyframe_seconds=SAMPLE_KEYFRAME_S,
+              preset="ultrafast", bframes=0)
+    return out
+
+
+def test_an_idle_depot_camera_wakes_records_the_full_pre_roll_and_goes_back_to_keyframes(
+        depot: Path, detector: str, tmp_path: Path, camera: Callable[[dict], Camera]) -> None:
+    with RtspServer(tmp_path, loop=depot) as rtsp:
+        cam = camera(twin(rtsp.url, detector, tmp_path,
+                          sampling={"request_timeout_s": 3, "wake_score": 0.6,
+                                    "idle_quiet_s": 2},
+                          trigger={"min_score": 0.7, "cooldown_s": 60},
+                          recording={"post_roll_s": 1.5, "max_clip_s": 30}))
+
+        def sampling() -> dict[str, Any]:
+            return cam.reported().get("sampling", {})
+
+        assert wait_until(lambda: sampling().get("decodeMode") == "keyframes", 25), sampling()
+        assert sampling()["gopS"] == pytest.approx(SAMPLE_KEYFRAME_S, abs=0.1)
+        source = cam.service.sources[0]
+        frames, packets = source.stats.frames, source.stats.packets
+        assert wait_until(lambda: source.stats.packets - packets >= 2 * SPRAYING_FPS, 10)
+        if cam.service.decode_mode.mode == "keyframes":  # not woken by the tag meanwhile
+            decoded, read = source.stats.frames - frames, source.stats.packets - packets
+            assert decoded <= read / (SAMPLE_KEYFRAME_S * SPRAYING_FPS) + 1, (decoded, read)
+
+        assert wait_until(lambda: list(cam.outbox.glob("*.json")), 40), cam.service.status()
+        assert sampling()["decodeModeChanges"] >= 2, "the sighting woke the camera"
+        # Idle, woken, and idle again once quiet (the clip may be written before or after).
+        assert wait_until(lambda: sampling().get("decodeMode") == "keyframes"
+                          and sampling()["decodeModeChanges"] >= 3, 25), sampling()
+
+    sidecar = sidecars(cam.outbox)[0]
+    hits = [f.t_s for f in sidecar.detections]
+    assert hits[0] >= PRE_ROLL_S - 0.25, f"pre-roll cut short: first sighting at {hits[0]} s"
+    gaps = [b - a for a, b in zip(hits, hits[1:], strict=False)]
+    assert min(gaps) < 0.5, f"never decoded in full after waking: {hits}"

@@ -127,3 +127,19 @@ def test_point_in_polygon_handles_concave_shapes() -> None:
     assert inside((0.1, 0.5), u_shape)
     assert not inside((0.5, 0.6), u_shape)
     assert inside((0.5, 0.1), u_shape)
+
+
+def test_what_wakes_an_idle_camera_is_what_could_start_an_event_and_a_little_less() -> None:
+    left_third = [[0, 0], [0.3, 0], [0.3, 1], [0, 1]]
+    trigger = make({"min_score": 0.6, "label_min_score": {"graffiti": 0.2},
+                    "labels": ["graffiti", "tag"], "exclude_zones": [left_third]})
+    faint = Detection("tag", 0, 0.35, (0.6, 0.3, 0.8, 0.6))
+    assert trigger.stirred([faint], 0.3) and not trigger.stirred([faint], 0.4)
+    graffiti = Detection("graffiti", 0, 0.25, (0.6, 0.3, 0.8, 0.6))
+    assert trigger.stirred([graffiti], 0.3), "the wake score is lowered to the label's threshold"
+    excluded = Detection("tag", 0, 0.9, (0.0, 0.0, 0.1, 0.9))
+    person = Detection("person", 0, 0.9, (0.6, 0.3, 0.8, 0.6))
+    assert not trigger.stirred([excluded, person], 0.3), "zones and labels apply as for events"
+    assert not trigger.counting([faint])
+    run(trigger, 0, 1, [Detection("graffiti", 0, 0.9, (0.6, 0.3, 0.8, 0.6))])
+    assert trigger.active and trigger.stirred([], 0.3), "an event under way keeps it awake"
