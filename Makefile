@@ -15,7 +15,8 @@ DEMO_APT := gstreamer1.0-tools gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 pyth
 TEST_APT := $(DEMO_APT) mosquitto openssl chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help demo test lint setup system-deps demo-system-deps python-deps node-deps docs clean
+.PHONY: help demo test lint setup system-deps demo-system-deps python-deps node-deps demo-video \
+	docs clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,7 +24,7 @@ help: ## List the targets.
 demo: python-deps node-deps demo-system-deps ## Set up, then run the sample video through the whole product.
 	$(BIN)/graffiti-edge demo
 
-test: setup ## Set up, then lint and run the whole test suite with its real servers.
+test: setup demo-video ## Set up, then lint and run the whole test suite with its real servers.
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -31,6 +32,11 @@ lint: python-deps ## ruff only.
 	$(BIN)/ruff check .
 
 setup: python-deps node-deps system-deps
+
+# The end-to-end tests play the demo video. Rendering it (a minute or two, once) here rather
+# than inside the first test that needs it keeps that test's timeout about the test itself.
+demo-video: python-deps
+	$(BIN)/python -m local_run.demo_video
 
 python-deps: $(VENV)/.installed
 

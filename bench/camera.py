@@ -12,8 +12,9 @@ camera is compared with.
 
     python bench/camera.py [--minutes 10] [--idle-mode off|keyframes]
 
-``--idle-mode keyframes`` measures depot idle mode instead (the real detector finds nothing in
-the test pattern, so the camera goes idle 5 s into the warm-up): the floor is then a bare
+``--idle-mode keyframes`` measures depot idle mode instead (with ``--pattern ball``, in which
+the sample model finds nothing, the camera goes idle 5 s into the warm-up; on ``snow`` its
+false detections keep it awake): the floor is then a bare
 decode of the keyframes only, and the table adds the camera plus detector CPU, the figure the
 whole-train target counts (8 idle cameras <= 0.4 cores, so <= 0.05 per camera).
 
@@ -178,9 +179,10 @@ def main() -> int:
         "real 1080p camera; ball is nearly free to decode)",
     )
     parser.add_argument("--detector", choices=("real", "fake"), default="real",
-                        help="real: detector-module with the sample model (it finds nothing in "
-                        "a test pattern, so no clips); fake: scripted detections 10 s in 40, "
-                        "so events and clips are part of the load")
+                        help="real: detector-module with the sample model (the 1.1.0 model "
+                        "sees graffiti in snow's coded noise a few times a minute); fake: "
+                        "scripted detections 10 s in 40, so events and clips are part of the "
+                        "load")
     parser.add_argument("--idle-mode", choices=("off", "keyframes"), default="off",
                         help="the camera's sampling.idle_mode (default off: every frame "
                         "decoded, the busy camera's budget)")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infra.durable import replace_durably, write_atomic
+from infra.logs import setup_logging
 
 if TYPE_CHECKING:
     import numpy as np
@@ -53,3 +54,8 @@ def ensure_demo_video(video: Path = DEMO_VIDEO,
     write_atomic(truth_path(video), json.dumps(truth.to_json()) + "\n")
     replace_durably(tmp_video, video)
     return video
+
+
+if __name__ == "__main__":
+    setup_logging("demo-video")
+    ensure_demo_video()

@@ -15,8 +15,10 @@ Three kinds of media:
   clients, not re-encoded. A client joining (or a server restarted) mid-pass gets the picture
   of *now* from the next keyframe, as from a real camera, so a test knows from the clock alone
   what was on screen. Before ``T`` the first frame is shown, frozen.
-- ``--live WxH@FPS``: a live ``videotestsrc`` encoded by ``x264enc`` (1 s keyframe interval),
-  endless, for the benchmark.
+- ``--live WxH@FPS``: a live ``videotestsrc`` encoded by ``x264enc``, endless, for the
+  benchmark. Keyframes come every second and only then (scene-cut detection off), as from a
+  camera's encoder: with it on, the ``snow`` pattern is a scene cut in every frame and every
+  frame an I-frame.
 
 ``config-interval=-1`` repeats SPS/PPS before every keyframe, as real cameras do, so a client
 joining mid-stream can decode from the next keyframe.
@@ -144,8 +146,8 @@ def launch_line(args: argparse.Namespace) -> str:
     width, height = size.split("x")
     return (f"( videotestsrc is-live=true pattern={args.pattern} ! video/x-raw,width={width},"
             f"height={height},framerate={fps}/1,format=I420 ! x264enc tune=zerolatency "
-            f"speed-preset={args.preset} bitrate={args.bitrate} key-int-max={fps} ! h264parse ! "
-            f"{PAY} )")
+            f"speed-preset={args.preset} bitrate={args.bitrate} key-int-max={fps} "
+            f"option-string=scenecut=0 ! h264parse ! {PAY} )")
 
 
 def _quit(loop: GLib.MainLoop) -> bool:
