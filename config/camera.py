@@ -178,6 +178,19 @@ class RecordingSettings(Section):
         "rest. Shorter costs more disk flushes.", unit="s", gt=0, le=10)
 
 
+class MetricsSettings(Section):
+    """The Prometheus endpoint (``GET /metrics``) that the IoT Edge metrics collector scrapes."""
+
+    enabled: bool = setting(True, "Serve the camera's metrics, labelled with its camera and "
+                            "train ids.", restart=True)
+    host: str = setting("0.0.0.0", "Address to listen on.", restart=True, min_length=1,
+                        max_length=253)
+    port: int = setting(9600, "TCP port: the collector scrapes "
+                        "http://camera_module:9600/metrics. A port that is taken is logged and "
+                        "reported; the camera goes on without metrics.", restart=True, ge=1,
+                        le=65535)
+
+
 class CameraSettings(Section):
     """Everything the camera module reads from its twin."""
 
@@ -186,4 +199,5 @@ class CameraSettings(Section):
     sampling: SamplingSettings = section(SamplingSettings, "Sampling and the detector.")
     trigger: TriggerSettings = section(TriggerSettings, "Event trigger thresholds.")
     recording: RecordingSettings = section(RecordingSettings, "Clip recording.")
+    metrics: MetricsSettings = section(MetricsSettings, "Prometheus metrics.")
     logging: LoggingSettings = section(LoggingSettings, "Log output.")

@@ -36,12 +36,12 @@ from detector_module.imaging import ImageError, ImageHeader, decode, inspect
 from detector_module.inputs import ApiError, camera_id, frame_time, image_bytes
 from detector_module.metrics import Metrics
 from infra.logs import event, event_with_traceback, redact_value
+from infra.prometheus import CONTENT_TYPE
 from infra.supervision import Workers
 
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
-PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # After an answer that did not read the whole body (413, 408), the rest is read and dropped
 # for at most this long, so the client sees the answer rather than a reset; then the
 # connection closes (aiohttp's default, 10 s, would let a slow client hold it that long).
@@ -298,4 +298,4 @@ class Api:
         model = self._slot.current
         text = self._metrics.render(model.info() if model else None,
                                     self._admission.busy if self._admission else 0)
-        return web.Response(body=text.encode(), headers={"Content-Type": PROMETHEUS_TYPE})
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})

@@ -1,8 +1,5 @@
-"""Prometheus text exposition for /metrics, written by hand (no client library needed).
-
-The IoT Edge metrics collector scrapes this format; a handful of counters and one histogram
-do not justify a dependency.
-"""
+"""The detector's counters and inference latency histogram, as Prometheus text for
+``/metrics`` (:mod:`infra.prometheus` has why it is written by hand)."""
 
 from __future__ import annotations
 
@@ -10,14 +7,10 @@ import threading
 from collections import Counter
 from typing import Any
 
+from infra.prometheus import labels
+
 # Inference latency buckets in seconds: 5 ms (a small model on a fast CPU) to 5 s.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-def _labels(**values: object) -> str:
-    def esc(v: object) -> str:
-        return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-    return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in values.items()) + "}"
 
 
 class Metrics:
@@ -58,28 +51,28 @@ class Metrics:
                  "# TYPE detector_requests_total counter"]
         with self._lock:
             for (route, status), n in sorted(self.requests.items()):
-                lines.append(f"detector_requests_total{_labels(route=route, code=status)} {n}")
+                lines.append(f"detector_requests_total{labels(route=route, code=status)} {n}")
             lines += ["# HELP detector_errors_total Failed requests by kind.",
                       "# TYPE detector_errors_total counter"]
             for kind, n in sorted(self.errors.items()):
-                lines.append(f"detector_errors_total{_labels(kind=kind)} {n}")
+                lines.append(f"detector_errors_total{labels(kind=kind)} {n}")
             lines += ["# HELP detector_inference_seconds Time to decode, run and post-process "
                       "one image.", "# TYPE detector_inference_seconds histogram"]
             for bound, n in zip(BUCKETS, self._bucket_counts, strict=True):
-                lines.append(f"detector_inference_seconds_bucket{_labels(le=bound)} {n}")
+                lines.append(f"detector_inference_seconds_bucket{labels(le=bound)} {n}")
             lines += [f'detector_inference_seconds_bucket{{le="+Inf"}} {self._latency_count}',
                       f"detector_inference_seconds_sum {self._latency_sum:.6f}",
                       f"detector_inference_seconds_count {self._latency_count}",
                       "# HELP detector_events_total Detection messages sent or held back by "
                       "the per-camera rate limit.", "# TYPE detector_events_total counter"]
             for outcome, n in sorted(self.events.items()):
-                lines.append(f"detector_events_total{_labels(outcome=outcome)} {n}")
+                lines.append(f"detector_events_total{labels(outcome=outcome)} {n}")
         lines += ["# HELP detector_in_flight Requests being scored now.",
                   "# TYPE detector_in_flight gauge", f"detector_in_flight {in_flight}",
                   "# HELP detector_model_info The model in service (value 1).",
                   "# TYPE detector_model_info gauge"]
         if model is not None:
-            info = _labels(name=model["name"], version=model["version"],
+            info = labels(name=model["name"], version=model["version"],
                            format=model["format"], provider=model["providers"][0])
             lines.append(f"detector_model_info{info} 1")
         lines += ["# HELP detector_model_loaded 1 when a model is loaded and serving.",

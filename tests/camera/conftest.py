@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
+from camera_module.__main__ import services
 from camera_module.service import CameraService
 from config.camera import CameraSettings
 from config.registry import CAMERA
-from edge_link.runtime import ModuleRuntime, RuntimeOptions
+from edge_link.runtime import ModuleRuntime, ModuleService, RuntimeOptions
 from local_run.fake_detector import FakeDetector
+from local_run.processes import free_port
 from tests.support.teardown import stopped_at_teardown
 
 
@@ -31,6 +33,7 @@ class Camera:
     config: Path
     data_dir: Path
     outbox: Path
+    others: list[ModuleService[CameraSettings]]  # the module's other services (metrics)
 
     def messages(self, output: str = "events") -> list[dict[str, Any]]:
         path = self.data_dir / "outputs" / f"{output}.jsonl"
@@ -39,6 +42,8 @@ class Camera:
         return [json.loads(line) for line in path.read_text().splitlines() if line]
 
     def stop(self) -> None:
+        for other in reversed(self.others):
+            other.stop()
         self.service.stop()
         self.runtime.stop()
 
@@ -66,6 +71,7 @@ def twin(url: str, detector_url: str, tmp_path: Path, **sections: dict[str, Any]
                     "min_score": 0.5},
         "recording": {"pre_roll_s": 2, "post_roll_s": 1.5, "max_clip_s": 30,
                       "on_demand_max_s": 10, "outbox_dir": str(tmp_path / "outbox")},
+        "metrics": {"host": "127.0.0.1", "port": free_port()},
     }
     for name, values in sections.items():
         doc[name] = {**doc.get(name, {}), **values}
@@ -90,10 +96,13 @@ def camera(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Camera]]:
         runtime = ModuleRuntime(CAMERA, RuntimeOptions(config_file=config, data_dir=data_dir,
                                                        twin_wait_s=5), environ={})
         runtime.start()
-        service = CameraService(runtime)
-        runtime.attach(service)
-        cam = Camera(runtime, service, config, data_dir, Path(doc["recording"]["outbox_dir"]))
-        service.start()
+        service, *others = services(runtime)
+        assert isinstance(service, CameraService)
+        cam = Camera(runtime, service, config, data_dir, Path(doc["recording"]["outbox_dir"]),
+                     others)
+        for each in (service, *others):  # as module_main does
+            runtime.attach(each)
+            each.start()
         runtime.reporter.start()
         return cam
 

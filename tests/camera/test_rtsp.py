@@ -23,6 +23,7 @@ from local_run.rtsp_camera import RtspServer
 from tests.camera.clips import iou, read_clip, sidecars
 from tests.camera.conftest import Camera, twin
 from tests.support.polling import wait_until
+from tests.support.prometheus import scrape
 from tests.support.rtsp import LEFT_BOX, RIGHT_BOX, write_marker_video
 
 pytestmark = pytest.mark.integration
@@ -61,7 +62,8 @@ def test_event_is_recorded_with_pre_and_post_roll_and_a_valid_sidecar(
         server: Callable[..., RtspServer], fake_detector: FakeDetector,
         camera: StartCamera) -> None:
     rtsp = server(12, [(4.0, 7.0)])
-    cam = camera(twin(rtsp.url, fake_detector.url, Path(rtsp.folder)))
+    doc = twin(rtsp.url, fake_detector.url, Path(rtsp.folder))
+    cam = camera(doc)
     wait_for_clips(cam, 1, 20)
 
     # clip.written follows the sidecar's rename into the outbox: wait for it as for event.ended
@@ -107,6 +109,14 @@ def test_event_is_recorded_with_pre_and_post_roll_and_a_valid_sidecar(
     assert written[0]["files"] == {p.name: p.stat().st_size
                                    for p in cam.outbox.glob(f"{event_id}.*")}
     assert not list(cam.outbox.glob(".*")), "temporary files left in the outbox"
+
+    # What the IoT Edge metrics collector scrapes says the same, labelled with the camera.
+    ids = {"train": "test-train", "camera": "cam-test"}
+    metrics = scrape(f"http://127.0.0.1:{doc['metrics']['port']}/metrics")
+    assert metrics[("camera_events_total", frozenset(ids.items()))] == 1
+    assert metrics[("camera_clips_written_total", frozenset(ids.items()))] == 1
+    assert metrics[("camera_stream_up", frozenset({**ids, "stream": "camera"}.items()))] == 1
+    assert metrics[("camera_samples_total", frozenset(ids.items()))] >= len(times)
 
     status, answer = invoke_local_method(cam.data_dir, "record", {"seconds": 3})
     assert status == 200, answer
