@@ -6,9 +6,12 @@ ground truth is collected as the frames are produced.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import multiprocessing
+import queue
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -252,23 +255,37 @@ def generate(
     fps: int = 25,
     seconds: float = SEGMENT_SECONDS,
     every: int = 1,
+    workers: int = 1,
 ) -> tuple[Iterator[np.ndarray], Truth]:
     """Frames of ``scenario`` (lazily) and the ground truth they fill in as they are drawn.
 
     ``seconds`` is the length of one scenario; the demo is :data:`DEMO_PARTS` back to back
     (5 x 15 s), each from its own seed derived from ``seed``, with appearance ids kept unique
     across segments. ``every`` > 1 renders only every n-th frame of each segment (training
-    takes a few frames per video) while the truth still covers every frame.
+    takes a few frames per video) while the truth still covers every frame. ``workers`` > 1
+    renders that many segments at once in child processes (:class:`_Parts`); a segment
+    depends only on its own seed, so the frames and the truth are the very same.
     """
     truth = Truth(scenario, seed, width, height, fps)
     parts = DEMO_PARTS if scenario == "demo" else (scenario,)
+    jobs = [(name, seed * 10 + k if scenario == "demo" else seed, 100 * k)
+            for k, name in enumerate(parts)]
+
+    def render(name: str, part_seed: int, first_id: int, into: Truth) -> Iterator[np.ndarray]:
+        draw = spraying if name == "spraying" else partial(moving_train, name)
+        return draw(part_seed, width, height, fps, seconds, into, first_id, every)
 
     def frames() -> Iterator[np.ndarray]:
-        for k, name in enumerate(parts):
+        rendered = (_in_children(jobs, render, workers, Truth(scenario, seed, width, height, fps))
+                    if workers > 1 and len(jobs) > 1 else (render(*job, truth) for job in jobs))
+        for (name, part_seed, _), images in zip(jobs, rendered, strict=True):
             first = len(truth.frames)
-            part_seed = seed * 10 + k if scenario == "demo" else seed
-            render = spraying if name == "spraying" else partial(moving_train, name)
-            yield from render(part_seed, width, height, fps, seconds, truth, 100 * k, every)
+            part = yield from images
+            if part is not None:  # drawn in a child, into a truth of its own
+                truth.frames += part.frames
+                truth.unlabelled += part.unlabelled
+                for appearance, kind in part.kinds.items():
+                    truth.kinds.setdefault(appearance, kind)
             truth.segments.append(
                 {
                     "scenario": name,
@@ -279,3 +296,56 @@ def generate(
             )
 
     return frames(), truth
+
+
+#: Frames a rendering child may be ahead of the encoder (about 2.7 MB each at 720p).
+AHEAD_FRAMES = 16
+Job = tuple[str, int, int]  # segment name, its seed, its first appearance id
+Render = Callable[[str, int, int, Truth], Iterator[np.ndarray]]
+
+
+def _in_children(jobs: list[Job], render: Render, workers: int,
+                 blank: Truth) -> Iterator[Generator[np.ndarray, None, Truth]]:
+    """Segments drawn in ``workers`` child processes at once, handed over in order.
+
+    Each child draws one segment into a truth of its own (a copy of ``blank``) and sends its
+    frames through a bounded queue, then that truth, which ends the segment's generator. The
+    next child starts as soon as one ends, so while the consumer (the encoder) works through
+    one segment the next ones are being drawn. A child that dies is an error naming its
+    segment, never a wait for ever."""
+    context = multiprocessing.get_context("fork")
+    queues = [context.Queue(AHEAD_FRAMES) for _ in jobs]
+
+    def child(job: Job, out: Any) -> None:
+        part = replace(blank, scenario=job[0], seed=job[1])
+        for image in render(*job, part):
+            out.put(image)
+        out.put(part)
+
+    children = [context.Process(target=child, args=pair, daemon=True)
+                for pair in zip(jobs, queues, strict=True)]
+    for each in children[:workers]:
+        each.start()
+
+    def segment(k: int) -> Generator[np.ndarray, None, Truth]:
+        while True:
+            try:
+                item = queues[k].get(timeout=1.0)
+            except queue.Empty:
+                if not children[k].is_alive():
+                    raise RuntimeError(f"drawing segment {jobs[k][0]} (seed {jobs[k][1]}) "
+                                       f"failed: exit code {children[k].exitcode}") from None
+                continue
+            if isinstance(item, Truth):
+                if k + workers < len(children):
+                    children[k + workers].start()
+                return item
+            yield item
+
+    try:
+        for k in range(len(jobs)):
+            yield segment(k)
+    finally:
+        for each in children:
+            if each.is_alive():
+                each.kill()
