@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -38,6 +37,7 @@ import av
 import numpy as np
 import onnxruntime as ort
 
+from bench.camera import cpu_seconds
 from bench.detector import Server
 from bench.report import table
 from camera_module.detector import encode_jpeg, scaled_size
@@ -47,13 +47,6 @@ from detector_module.engine import LoadedModel, load_model
 from detector_module.imaging import decode, inspect, prepare
 from detector_module.package import bundled_sample, load_package
 from samples.world.video import generate
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def camera_frame(model: LoadedModel) -> bytes:
@@ -91,16 +84,19 @@ def stages(model: LoadedModel, data: bytes, repeat: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def paced(fn: Callable[[], object], requests: int, rate: float) -> float:
-    """Milliseconds of process CPU per call of ``fn`` called ``rate`` times a second."""
-    before = time.process_time()
+def paced(fn: Callable[[], object], requests: int, rate: float,
+          cpu: Callable[[], float] = time.process_time, tail_s: float = 0.0) -> float:
+    """Milliseconds of CPU (``cpu()``, in seconds) per call of ``fn`` called ``rate`` times a
+    second; ``tail_s`` after the last call still counts (work it left behind)."""
+    before = cpu()
     start = time.monotonic()
     for i in range(requests):
         delay = start + i / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
         fn()
-    return (time.process_time() - before) * 1000 / requests
+    time.sleep(tail_s)
+    return (cpu() - before) * 1000 / requests
 
 
 def control() -> None:
@@ -112,18 +108,17 @@ def control() -> None:
 def served(server: Server, data: bytes, requests: int, rate: float, keep_alive: bool) -> float:
     """The module's CPU milliseconds per answer."""
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    before = cpu_s(server.proc.pid)
-    start = time.monotonic()
-    for i in range(requests):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
+
+    def post() -> None:
         status, _ = server.request("POST", "/score?camera_id=bench", data,
                                    conn if keep_alive else None)
         assert status == 200, status
-    time.sleep(1 / rate)  # the last answer's tail (logging, the event check) is counted too
-    conn.close()
-    return (cpu_s(server.proc.pid) - before) * 1000 / requests
+
+    try:
+        # The last answer's tail (logging, the event check) is counted too.
+        return paced(post, requests, rate, lambda: cpu_seconds(server.proc.pid), 1 / rate)
+    finally:
+        conn.close()
 
 
 def main() -> None:
